@@ -79,6 +79,36 @@ pub struct NegotiatedConnection {
 }
 
 impl NegotiatedConnection {
+    /// A version `negotiate_version` response for `connection_id`, without a token and without
+    /// stateful reconnect (see the `with_*` methods).
+    pub fn new(
+        negotiate_version: u32,
+        connection_id: impl Into<String>,
+        available_transports: Vec<AvailableTransport>,
+    ) -> Self {
+        Self {
+            negotiate_version,
+            connection_id: connection_id.into(),
+            connection_token: None,
+            available_transports,
+            use_stateful_reconnect: false,
+        }
+    }
+
+    /// Sets the connection token (version 1).
+    #[must_use]
+    pub fn with_connection_token(mut self, connection_token: Option<String>) -> Self {
+        self.connection_token = connection_token;
+        self
+    }
+
+    /// Sets whether stateful reconnect is granted.
+    #[must_use]
+    pub fn with_stateful_reconnect(mut self, use_stateful_reconnect: bool) -> Self {
+        self.use_stateful_reconnect = use_stateful_reconnect;
+        self
+    }
+
     /// The value for the `id` query parameter: the connection token on version 1, the connection
     /// id on version 0.
     pub fn token(&self) -> &str {

@@ -1,15 +1,169 @@
-//! The SignalR test server (work in progress).
+//! A SignalR server on axum for testing clients: the server side of the protocol, the hub of
+//! `shared/design/hub-contract.md`, and faults on demand.
 //!
-//! This crate will hold an axum server that implements the server side of the SignalR protocol
-//! (negotiate, WebSockets, SSE, long polling, both hub protocols, stateful reconnect), serves the hub
-//! of `shared/design/hub-contract.md` and injects faults on demand. It builds on
-//! [`signalr_protocol`]; the handshake it will answer looks like this:
+//! It speaks negotiate (versions 0 and 1, redirects, bearer tokens), WebSockets (also without
+//! negotiate), Server-Sent Events and long polling, the JSON and MessagePack hub protocols,
+//! keep-alive pings, client and handshake timeouts, streams both ways, client results, groups,
+//! and stateful reconnect. Faults come from hub methods (`CloseMe`, `AbortMe`, `Blackhole`), from
+//! [`Controls`], or from `/admin/…` endpoints when [`ServerConfig::admin`] is on.
 //!
+//! ```no_run
+//! use signalr_testserver::{ServerConfig, TestServer};
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let server = TestServer::start(ServerConfig::default()).await?; // 127.0.0.1, a free port
+//! println!("hub at {}", server.url());                            // http://127.0.0.1:PORT/hub
+//! server.controls().abort_all();                                  // every client loses its link
+//! server.shutdown().await;
+//! # Ok(()) }
 //! ```
-//! use signalr_protocol::handshake::HandshakeResponse;
-//! use bytes::BytesMut;
 //!
-//! let mut buf = BytesMut::new();
-//! HandshakeResponse::ok().encode(&mut buf);
-//! assert_eq!(&buf[..], b"{}\x1e");
-//! ```
+//! The binary `signalr-testserver` takes the same settings as flags (`--help`) and prints
+//! `listening on http://127.0.0.1:PORT/hub` as its first line.
+
+mod config;
+pub mod contract;
+mod http;
+pub mod hub;
+mod registry;
+mod session;
+
+use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+
+pub use config::{Redirect, ServerConfig};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+use crate::registry::Shared;
+
+/// The one clock read of the server, through tokio so that tests can pause time.
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn now() -> tokio::time::Instant {
+    tokio::time::Instant::now()
+}
+
+/// A running server. Dropping it stops the server.
+#[derive(Debug)]
+pub struct TestServer {
+    url: String,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Fault controls for a running server, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Controls {
+    shared: Arc<Shared>,
+}
+
+impl Controls {
+    /// Drops every connection's transport at once, without a Close message (stateful
+    /// connections may resume); returns how many.
+    pub fn abort_all(&self) -> usize {
+        self.shared.abort_all()
+    }
+
+    /// Answers negotiate and transport requests with 503 for `duration`: a restarting server.
+    pub fn refuse_for(&self, duration: Duration) {
+        self.shared.refuse_for(duration);
+    }
+
+    /// Stops reading from and writing to every connection for `duration`, leaving the sockets
+    /// open: a pulled cable. Returns how many.
+    pub fn blackhole_all(&self, duration: Duration) -> usize {
+        self.shared.blackhole_all(duration)
+    }
+
+    /// Live connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.connection_count()
+    }
+}
+
+impl TestServer {
+    /// Starts the contract hub on `127.0.0.1` with a free port.
+    pub async fn start(config: ServerConfig) -> io::Result<Self> {
+        Self::start_with(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            config,
+            contract::contract_hub(),
+        )
+        .await
+    }
+
+    /// Starts `hub` on `addr` (port 0 picks a free port).
+    pub async fn start_with(
+        addr: SocketAddr,
+        config: ServerConfig,
+        hub: hub::Hub,
+    ) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        let path = config.hub_path.trim_end_matches('/').to_owned();
+        let url = format!("http://{local_addr}{path}");
+        let shared = Arc::new(Shared::new(config, hub));
+        let app = http::router(Arc::clone(&shared));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "server failed");
+            }
+        });
+        tracing::info!(%url, "test server listening");
+        Ok(Self {
+            url,
+            local_addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The hub URL, `http://127.0.0.1:PORT/hub`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The fault controls.
+    pub fn controls(&self) -> Controls {
+        Controls {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Closes every connection and stops the server.
+    pub async fn shutdown(mut self) {
+        self.shared.abort_all();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Connections that do not finish promptly are cut.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shared.abort_all();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

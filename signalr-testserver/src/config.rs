@@ -1,0 +1,125 @@
+//! Server settings, with ASP.NET Core's defaults.
+
+use std::{fmt, time::Duration};
+
+use signalr_protocol::TransportKind;
+
+/// Everything the server can be told; every field has ASP.NET Core's default.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The hub's path, `/hub` by default.
+    pub hub_path: String,
+    /// Send a Ping when nothing was sent for this long (15 s). Not on long polling, whose poll
+    /// cycle keeps the connection alive.
+    pub keep_alive_interval: Duration,
+    /// Drop a client from which nothing arrived for this long (30 s). Not on long polling.
+    pub client_timeout: Duration,
+    /// Drop a connection whose handshake has not completed after this long (15 s).
+    pub handshake_timeout: Duration,
+    /// The largest framed message accepted from a client (32 KiB); a larger one closes the
+    /// connection with an error.
+    pub max_message_size: usize,
+    /// Whether the hub allows stateful reconnect (off).
+    pub stateful_reconnect: bool,
+    /// Unacknowledged bytes kept for replay before sends wait for an Ack (100,000).
+    pub stateful_buffer_bytes: usize,
+    /// The transports offered, in the order negotiate lists them (all three).
+    pub transports: Vec<TransportKind>,
+    /// The highest negotiate version the server speaks: `0` or `1` (1).
+    pub negotiate_version: u32,
+    /// Answer negotiate with a redirect to this hub URL and access token instead.
+    pub redirect: Option<Redirect>,
+    /// Require this bearer token (header or `access_token` query parameter); 401 otherwise.
+    pub required_token: Option<String>,
+    /// Serve the `/admin/…` fault controls (off).
+    pub admin: bool,
+    /// How long a connection without a transport is kept: a long-polling client between polls,
+    /// a stateful connection waiting to be resumed (15 s).
+    pub disconnect_timeout: Duration,
+    /// How long a long poll is held before it is answered empty (90 s).
+    pub poll_timeout: Duration,
+    /// Items buffered per client-to-server stream before reading from the client waits (10).
+    pub stream_buffer_capacity: usize,
+}
+
+/// A negotiate redirect.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Redirect {
+    /// The hub URL the client should negotiate with next.
+    pub url: String,
+    /// The access token it should use there.
+    pub access_token: Option<String>,
+}
+
+impl Redirect {
+    /// A redirect to `url`, with an optional token.
+    pub fn new(url: impl Into<String>, access_token: Option<String>) -> Self {
+        Self {
+            url: url.into(),
+            access_token,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            hub_path: "/hub".into(),
+            keep_alive_interval: Duration::from_secs(15),
+            client_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(15),
+            max_message_size: 32 * 1024,
+            stateful_reconnect: false,
+            stateful_buffer_bytes: 100_000,
+            transports: TransportKind::ALL.to_vec(),
+            negotiate_version: 1,
+            redirect: None,
+            required_token: None,
+            admin: false,
+            disconnect_timeout: Duration::from_secs(15),
+            poll_timeout: Duration::from_secs(90),
+            stream_buffer_capacity: 10,
+        }
+    }
+}
+
+fn redacted(token: Option<&String>) -> &'static str {
+    if token.is_some() {
+        "Some(<redacted>)"
+    } else {
+        "None"
+    }
+}
+
+impl fmt::Debug for Redirect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redirect")
+            .field("url", &self.url)
+            .field("access_token", &redacted(self.access_token.as_ref()))
+            .finish()
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("hub_path", &self.hub_path)
+            .field("keep_alive_interval", &self.keep_alive_interval)
+            .field("client_timeout", &self.client_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_message_size", &self.max_message_size)
+            .field("stateful_reconnect", &self.stateful_reconnect)
+            .field("stateful_buffer_bytes", &self.stateful_buffer_bytes)
+            .field("transports", &self.transports)
+            .field("negotiate_version", &self.negotiate_version)
+            .field("redirect", &self.redirect)
+            .field("required_token", &redacted(self.required_token.as_ref()))
+            .field("admin", &self.admin)
+            .field("disconnect_timeout", &self.disconnect_timeout)
+            .field("poll_timeout", &self.poll_timeout)
+            .field("stream_buffer_capacity", &self.stream_buffer_capacity)
+            .finish()
+    }
+}

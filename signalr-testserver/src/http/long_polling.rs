@@ -1,0 +1,82 @@
+//! The long-polling transport: `GET` polls (held up to the poll timeout), `POST` sends,
+//! `DELETE` ends.
+
+use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering};
+
+use axum::{
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use bytes::BytesMut;
+use signalr_protocol::TransportKind;
+
+use super::{lookup, offered, status};
+use crate::registry::{ConnEntry, Outbound, Shared, lock};
+
+/// Marks a poll in progress for the disconnect timeout; cleared however the poll ends.
+struct Polling(Arc<ConnEntry>);
+
+impl Polling {
+    fn start(entry: Arc<ConnEntry>) -> Self {
+        let mut poll = lock(&entry.poll);
+        poll.active = true;
+        poll.last_change = crate::now();
+        drop(poll);
+        Self(entry)
+    }
+}
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        let mut poll = lock(&self.0.poll);
+        poll.active = false;
+        poll.last_change = crate::now();
+    }
+}
+
+pub(super) async fn poll(
+    shared: &Arc<Shared>,
+    params: &HashMap<String, String>,
+) -> Result<Response, Response> {
+    offered(shared, TransportKind::LongPolling)?;
+    let entry = lookup(shared, params)?;
+    if !entry.bind(TransportKind::LongPolling) {
+        return Err(status(
+            StatusCode::BAD_REQUEST,
+            "the connection uses another transport",
+        ));
+    }
+    let _polling = Polling::start(Arc::clone(&entry));
+    if entry.first_poll.swap(false, Ordering::AcqRel) {
+        // The first poll of a new connection is answered at once: the transport is "open".
+        return Ok(StatusCode::OK.into_response());
+    }
+    let Ok(mut outbound) = Arc::clone(&entry.outbound).try_lock_owned() else {
+        return Err(status(StatusCode::CONFLICT, "another poll is in progress"));
+    };
+    let Ok(first) = tokio::time::timeout(shared.config.poll_timeout, outbound.recv()).await else {
+        // Nothing to send within the poll timeout: an empty 200, and the client polls again.
+        return Ok(StatusCode::OK.into_response());
+    };
+    let mut body = BytesMut::new();
+    let mut next = first;
+    loop {
+        match next {
+            Some(Outbound::Frame { bytes, .. }) => body.extend_from_slice(&bytes),
+            Some(Outbound::Close | Outbound::Abort) | None => break,
+        }
+        match outbound.try_recv() {
+            Ok(more) => next = Some(more),
+            Err(_) => break,
+        }
+    }
+    if body.is_empty() {
+        // The connection ended.
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        body.freeze(),
+    )
+        .into_response())
+}

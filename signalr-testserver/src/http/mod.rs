@@ -1,0 +1,224 @@
+//! The HTTP side: negotiate, the three transports on the hub URL, and the admin controls.
+
+// `Err(Response)` is the refusal handed straight back to axum; boxing it buys nothing here.
+#![allow(clippy::result_large_err)]
+
+mod admin;
+mod long_polling;
+mod sse;
+mod websocket;
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{FromRequestParts as _, Query, Request, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use signalr_protocol::{
+    AvailableTransport, NegotiateResponse, NegotiatedConnection, TransferFormat, TransportKind,
+};
+
+use crate::registry::{ConnEntry, Shared};
+
+type Params = Query<HashMap<String, String>>;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let hub = shared.config.hub_path.trim_end_matches('/').to_owned();
+    let mut router = Router::new()
+        .route(&format!("{hub}/negotiate"), post(negotiate))
+        .route(&hub, get(connect).post(send).delete(delete));
+    if shared.config.admin {
+        router = router
+            .route("/admin/abort", post(admin::abort))
+            .route("/admin/refuse", post(admin::refuse))
+            .route("/admin/blackhole", post(admin::blackhole));
+    }
+    router.with_state(shared)
+}
+
+fn status(code: StatusCode, text: &'static str) -> Response {
+    (code, text).into_response()
+}
+
+/// `None` when the request may go on; otherwise the response that refuses it.
+fn gate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Option<Response> {
+    if shared.refusing() {
+        return Some(status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is refusing connections",
+        ));
+    }
+    let required = shared.config.required_token.as_deref()?;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let query = params.get("access_token").map(String::as_str);
+    if bearer == Some(required) || query == Some(required) {
+        None
+    } else {
+        Some(status(
+            StatusCode::UNAUTHORIZED,
+            "a valid bearer token is required",
+        ))
+    }
+}
+
+fn formats(kind: TransportKind) -> Vec<TransferFormat> {
+    match kind {
+        TransportKind::ServerSentEvents => vec![TransferFormat::Text],
+        _ => vec![TransferFormat::Text, TransferFormat::Binary],
+    }
+}
+
+async fn negotiate(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Response {
+    if let Some(refused) = gate(&shared, &headers, &params) {
+        return refused;
+    }
+    let config = &shared.config;
+    let body = if let Some(redirect) = &config.redirect {
+        NegotiateResponse::Redirect {
+            url: redirect.url.clone(),
+            access_token: redirect.access_token.clone(),
+        }
+    } else {
+        match params.get("negotiateVersion").map(|v| v.parse::<u32>()) {
+            Some(Err(_)) => {
+                NegotiateResponse::Error("The client requested an invalid protocol version.".into())
+            }
+            requested => {
+                let version = requested
+                    .and_then(Result::ok)
+                    .unwrap_or(0)
+                    .min(config.negotiate_version);
+                let stateful = config.stateful_reconnect
+                    && params
+                        .get("useStatefulReconnect")
+                        .is_some_and(|v| v == "true");
+                let entry = shared.create_connection(true, version == 0, stateful);
+                let mut c = NegotiatedConnection::new(
+                    version,
+                    entry.connection_id.to_string(),
+                    config
+                        .transports
+                        .iter()
+                        .map(|&t| AvailableTransport::new(t, formats(t)))
+                        .collect(),
+                );
+                if version >= 1 {
+                    c = c.with_connection_token(entry.token.clone());
+                }
+                NegotiateResponse::Connection(c.with_stateful_reconnect(stateful))
+            }
+        }
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body.to_json()).into_response()
+}
+
+/// The connection named by `id`, or the response that says why there is none.
+fn lookup(shared: &Shared, params: &HashMap<String, String>) -> Result<Arc<ConnEntry>, Response> {
+    let id = params
+        .get("id")
+        .ok_or_else(|| status(StatusCode::BAD_REQUEST, "the connection id is missing"))?;
+    shared
+        .entry(id)
+        .ok_or_else(|| status(StatusCode::NOT_FOUND, "no connection with this id"))
+}
+
+fn offered(shared: &Shared, kind: TransportKind) -> Result<(), Response> {
+    if shared.config.transports.contains(&kind) {
+        Ok(())
+    } else {
+        Err(status(
+            StatusCode::NOT_FOUND,
+            "this transport is not enabled",
+        ))
+    }
+}
+
+/// `GET {hub}`: a WebSocket upgrade, an SSE stream or a long poll, by the request's headers.
+async fn connect(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Params,
+    request: Request,
+) -> Response {
+    let headers = request.headers();
+    if let Some(refused) = gate(&shared, headers, &params) {
+        return refused;
+    }
+    let is_upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let wants_sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let result = if is_upgrade {
+        let (mut parts, _body) = request.into_parts();
+        match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(upgrade) => websocket::connect(&shared, &params, upgrade),
+            Err(rejection) => Err(rejection.into_response()),
+        }
+    } else if wants_sse {
+        sse::connect(&shared, &params)
+    } else {
+        long_polling::poll(&shared, &params).await
+    };
+    result.unwrap_or_else(|refused| refused)
+}
+
+/// `POST {hub}`: bytes from an SSE or long-polling client.
+async fn send(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(params): Params,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = gate(&shared, &headers, &params) {
+        return refused;
+    }
+    let entry = match lookup(&shared, &params) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match entry.transport() {
+        Some(TransportKind::WebSockets) => {
+            return status(StatusCode::METHOD_NOT_ALLOWED, "send on the WebSocket");
+        }
+        None => return status(StatusCode::BAD_REQUEST, "no transport is connected yet"),
+        Some(_) => {}
+    }
+    if entry.inbound.send(body).await.is_err() {
+        return status(StatusCode::NOT_FOUND, "the connection has ended");
+    }
+    StatusCode::OK.into_response()
+}
+
+/// `DELETE {hub}`: a long-polling client ends its connection.
+async fn delete(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
+    let entry = match lookup(&shared, &params) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    if entry.transport() != Some(TransportKind::LongPolling) {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "DELETE is for long-polling connections",
+        );
+    }
+    let _ = entry.control.send(crate::session::Control::End);
+    status(StatusCode::ACCEPTED, "")
+}

@@ -1,0 +1,168 @@
+//! The WebSockets transport: text frames for JSON, binary frames for MessagePack; connections
+//! without negotiate; resuming a stateful connection on a new socket.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code},
+    http::StatusCode,
+    response::Response,
+};
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use signalr_protocol::TransportKind;
+use tokio::sync::oneshot;
+use tracing::{Instrument as _, debug, info_span};
+
+use super::{lookup, offered, status};
+use crate::{
+    registry::{ConnEntry, Outbound, Shared},
+    session::Control,
+};
+
+/// Read buffer per socket: tungstenite's default of 128 KiB is resident on every connection.
+const READ_BUFFER: usize = 16 * 1024;
+
+pub(super) fn connect(
+    shared: &Arc<Shared>,
+    params: &HashMap<String, String>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, Response> {
+    offered(shared, TransportKind::WebSockets)?;
+    let (entry, resume) = if params.contains_key("id") {
+        let entry = lookup(shared, params)?;
+        let resume = entry.transport() == Some(TransportKind::WebSockets);
+        if !entry.bind(TransportKind::WebSockets) {
+            return Err(status(
+                StatusCode::BAD_REQUEST,
+                "the connection uses another transport",
+            ));
+        }
+        if resume && !entry.stateful {
+            return Err(status(
+                StatusCode::CONFLICT,
+                "the connection already has a WebSocket",
+            ));
+        }
+        (entry, resume)
+    } else {
+        // Skip negotiation: the connection is created by the upgrade itself.
+        let entry = shared.create_connection(false, false, false);
+        entry.bind(TransportKind::WebSockets);
+        (entry, false)
+    };
+    let config = &shared.config;
+    // The hub protocol enforces `max_message_size` and answers with a Close carrying the error,
+    // as .NET does; the WebSocket layer only stops frames far beyond it (a socket-level error).
+    let max = config.max_message_size.saturating_mul(4).max(1024 * 1024);
+    let span = info_span!("websocket", id = %entry.connection_id, resume);
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(READ_BUFFER)
+        .max_write_buffer_size(4 * 1024 * 1024)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| serve(entry, socket, resume).instrument(span)))
+}
+
+enum End {
+    /// The session ended the connection; the socket was closed (or dropped, on abort).
+    BySession,
+    /// The client went away or the socket failed.
+    BySocket,
+}
+
+async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
+    let (mut sink, mut stream) = socket.split();
+    if resume {
+        let (ready, is_ready) = oneshot::channel();
+        let _ = entry.control.send(Control::Reattach(ready));
+        if !matches!(is_ready.await, Ok(true)) {
+            debug!("resume refused");
+            let _ = sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: close_code::POLICY,
+                    reason: "cannot resume".into(),
+                })))
+                .await;
+            return;
+        }
+    }
+    let Ok(mut outbound) = Arc::clone(&entry.outbound).try_lock_owned() else {
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code: close_code::POLICY,
+                reason: "already connected".into(),
+            })))
+            .await;
+        return;
+    };
+    let end = loop {
+        tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Text(text))) => {
+                    if entry.inbound.send(Bytes::from(text)).await.is_err() {
+                        break End::BySession;
+                    }
+                }
+                Some(Ok(Message::Binary(bytes))) => {
+                    if entry.inbound.send(bytes).await.is_err() {
+                        break End::BySession;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break End::BySocket,
+                Some(Err(e)) => {
+                    debug!(error = %e, "socket error");
+                    break End::BySocket;
+                }
+            },
+            out = outbound.recv() => {
+                let mut next = out;
+                // Feed everything that is ready, then flush once.
+                loop {
+                    match next {
+                        Some(Outbound::Frame { bytes, binary }) => {
+                            let message = if binary {
+                                Message::Binary(bytes)
+                            } else {
+                                match Utf8Bytes::try_from(bytes) {
+                                    Ok(text) => Message::Text(text),
+                                    Err(_) => Message::Binary(Bytes::new()),
+                                }
+                            };
+                            if sink.feed(message).await.is_err() {
+                                break;
+                            }
+                        }
+                        Some(Outbound::Close) | None => {
+                            let _ = sink.send(Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: Utf8Bytes::default() }))).await;
+                            return;
+                        }
+                        Some(Outbound::Abort) => {
+                            // Dropping both halves closes the TCP connection without a close frame.
+                            debug!("socket aborted");
+                            drop(outbound);
+                            drop(sink);
+                            drop(stream);
+                            let _ = entry.control.send(Control::TransportClosed);
+                            return;
+                        }
+                    }
+                    match outbound.try_recv() {
+                        Ok(more) => next = Some(more),
+                        Err(_) => break,
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    break End::BySocket;
+                }
+            }
+        }
+    };
+    drop(outbound);
+    if let End::BySocket = end {
+        debug!("socket closed by the client");
+        let _ = entry.control.send(Control::TransportClosed);
+    }
+}

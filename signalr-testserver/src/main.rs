@@ -1,0 +1,155 @@
+//! `signalr-testserver`: the contract hub on a port, for any SignalR client to test against.
+//!
+//! The first line on stdout is `listening on http://HOST:PORT/hub`; logs go to stderr
+//! (`RUST_LOG=debug` for more).
+
+use std::{io::Write as _, net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use signalr_protocol::TransportKind;
+use signalr_testserver::{Redirect, ServerConfig, TestServer, contract::contract_hub};
+
+/// A SignalR test server with fault injection.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port to bind; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// The hub's path.
+    #[arg(long, default_value = "/hub")]
+    hub_path: String,
+    /// Ping a quiet client after this many milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    keep_alive_ms: u64,
+    /// Drop a client that sent nothing for this many milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    client_timeout_ms: u64,
+    /// Drop a connection whose handshake took longer than this.
+    #[arg(long, default_value_t = 15_000)]
+    handshake_timeout_ms: u64,
+    /// The largest message accepted from a client, in bytes.
+    #[arg(long, default_value_t = 32 * 1024)]
+    max_message_size: usize,
+    /// Allow stateful reconnect.
+    #[arg(long)]
+    stateful_reconnect: bool,
+    /// Unacknowledged bytes kept for replay.
+    #[arg(long, default_value_t = 100_000)]
+    stateful_buffer_bytes: usize,
+    /// Transports offered, comma-separated: ws, sse, lp.
+    #[arg(long, default_value = "ws,sse,lp", value_delimiter = ',')]
+    transports: Vec<String>,
+    /// The highest negotiate version spoken: 0 or 1.
+    #[arg(long, default_value_t = 1)]
+    negotiate_version: u32,
+    /// Answer negotiate with a redirect to this hub URL.
+    #[arg(long)]
+    redirect_url: Option<String>,
+    /// The access token the redirect hands out.
+    #[arg(long, requires = "redirect_url")]
+    redirect_token: Option<String>,
+    /// Require this bearer token (Authorization header or `access_token` query parameter).
+    #[arg(long)]
+    require_token: Option<String>,
+    /// Serve POST /admin/abort, /admin/refuse?ms=N and /admin/blackhole?ms=N.
+    #[arg(long)]
+    admin: bool,
+    /// Keep a connection without a transport (between polls, awaiting a resume) this long.
+    #[arg(long, default_value_t = 15_000)]
+    disconnect_timeout_ms: u64,
+    /// Hold a long poll this long before answering it empty.
+    #[arg(long, default_value_t = 90_000)]
+    poll_timeout_ms: u64,
+}
+
+fn transport(name: &str) -> Result<TransportKind, String> {
+    match name.trim() {
+        "ws" | "websockets" | "WebSockets" => Ok(TransportKind::WebSockets),
+        "sse" | "ServerSentEvents" => Ok(TransportKind::ServerSentEvents),
+        "lp" | "longpolling" | "LongPolling" => Ok(TransportKind::LongPolling),
+        other => Err(format!("unknown transport {other:?} (use ws, sse, lp)")),
+    }
+}
+
+fn config(args: &Args) -> Result<ServerConfig, String> {
+    let ms = Duration::from_millis;
+    let mut config = ServerConfig::default();
+    config.hub_path = if args.hub_path.starts_with('/') {
+        args.hub_path.clone()
+    } else {
+        format!("/{}", args.hub_path)
+    };
+    config.keep_alive_interval = ms(args.keep_alive_ms);
+    config.client_timeout = ms(args.client_timeout_ms);
+    config.handshake_timeout = ms(args.handshake_timeout_ms);
+    config.max_message_size = args.max_message_size;
+    config.stateful_reconnect = args.stateful_reconnect;
+    config.stateful_buffer_bytes = args.stateful_buffer_bytes;
+    config.transports = args
+        .transports
+        .iter()
+        .map(|t| transport(t))
+        .collect::<Result<_, _>>()?;
+    if args.negotiate_version > 1 {
+        return Err("--negotiate-version must be 0 or 1".into());
+    }
+    config.negotiate_version = args.negotiate_version;
+    config.redirect = args
+        .redirect_url
+        .as_ref()
+        .map(|url| Redirect::new(url.clone(), args.redirect_token.clone()));
+    config.required_token.clone_from(&args.require_token);
+    config.admin = args.admin;
+    config.disconnect_timeout = ms(args.disconnect_timeout_ms);
+    config.poll_timeout = ms(args.poll_timeout_ms);
+    Ok(config)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = config(&args)?;
+    let server = TestServer::start_with(
+        SocketAddr::new(args.host, args.port),
+        config,
+        contract_hub(),
+    )
+    .await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {}", server.url())?;
+        out.flush()?;
+    }
+    shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,289 @@
+//! State shared by every request: connections by token and by id, groups, fault switches.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, atomic::AtomicBool},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use rand::{Rng as _, distr::Alphanumeric};
+use signalr_protocol::{Payload, TransportKind};
+use tokio::{sync::mpsc, time::Instant};
+
+use crate::{
+    config::ServerConfig,
+    hub::Hub,
+    session::{self, Command, Control},
+};
+
+/// Frames the session hands to whichever transport is attached.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// One or more framed messages; `binary` selects the WebSocket frame type.
+    Frame { bytes: Bytes, binary: bool },
+    /// The connection ended normally: close the transport cleanly.
+    Close,
+    /// Drop the transport at once (no close frame): the `AbortMe` fault.
+    Abort,
+}
+
+/// Where a long-polling client is in its poll cycle.
+#[derive(Debug)]
+pub(crate) struct PollState {
+    pub(crate) active: bool,
+    pub(crate) last_change: Instant,
+}
+
+/// One connection as the HTTP layer sees it: the channels to its session and which transport it
+/// is bound to.
+#[derive(Debug)]
+pub(crate) struct ConnEntry {
+    pub(crate) connection_id: Arc<str>,
+    /// `None` for a WebSocket connection made without negotiate.
+    pub(crate) token: Option<String>,
+    /// Whether negotiate granted stateful reconnect.
+    pub(crate) stateful: bool,
+    pub(crate) inbound: mpsc::Sender<Bytes>,
+    pub(crate) outbound: Arc<tokio::sync::Mutex<mpsc::Receiver<Outbound>>>,
+    pub(crate) control: mpsc::UnboundedSender<Control>,
+    pub(crate) transport: Mutex<Option<TransportKind>>,
+    /// Long polling: the first poll of a new connection is answered at once.
+    pub(crate) first_poll: AtomicBool,
+    pub(crate) poll: Mutex<PollState>,
+}
+
+impl ConnEntry {
+    /// Binds the connection to `kind` on first use; `false` if it is bound to another transport.
+    pub(crate) fn bind(&self, kind: TransportKind) -> bool {
+        let mut transport = lock(&self.transport);
+        match *transport {
+            None => {
+                *transport = Some(kind);
+                true
+            }
+            Some(bound) => bound == kind,
+        }
+    }
+
+    pub(crate) fn transport(&self) -> Option<TransportKind> {
+        *lock(&self.transport)
+    }
+}
+
+/// What the rest of the server keeps of a running session.
+#[derive(Clone, Debug)]
+struct SessionHandle {
+    commands: mpsc::Sender<Command>,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// Server-wide state.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) hub: Hub,
+    by_token: Mutex<HashMap<String, Arc<ConnEntry>>>,
+    sessions: Mutex<HashMap<Arc<str>, SessionHandle>>,
+    groups: Mutex<HashMap<String, HashSet<Arc<str>>>>,
+    refuse_until: Mutex<Option<Instant>>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A random URL-safe id of `len` characters.
+fn random_id(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+impl Shared {
+    pub(crate) fn new(config: ServerConfig, hub: Hub) -> Self {
+        Self {
+            config,
+            hub,
+            by_token: Mutex::default(),
+            sessions: Mutex::default(),
+            groups: Mutex::default(),
+            refuse_until: Mutex::default(),
+        }
+    }
+
+    /// Creates a connection and starts its session. `negotiated` connections get a token
+    /// (`token_is_id` for negotiate version 0, where the id doubles as the token).
+    pub(crate) fn create_connection(
+        self: &Arc<Self>,
+        negotiated: bool,
+        token_is_id: bool,
+        stateful: bool,
+    ) -> Arc<ConnEntry> {
+        let connection_id: Arc<str> = random_id(22).into();
+        let token = negotiated.then(|| {
+            if token_is_id {
+                connection_id.to_string()
+            } else {
+                random_id(22)
+            }
+        });
+        let (inbound_tx, inbound_rx) = mpsc::channel(64);
+        let (outbound_tx, outbound_rx) = mpsc::channel(1024);
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (commands_tx, commands_rx) = mpsc::channel(256);
+        let entry = Arc::new(ConnEntry {
+            connection_id: Arc::clone(&connection_id),
+            token: token.clone(),
+            stateful,
+            inbound: inbound_tx,
+            outbound: Arc::new(tokio::sync::Mutex::new(outbound_rx)),
+            control: control_tx.clone(),
+            transport: Mutex::new(None),
+            first_poll: AtomicBool::new(true),
+            poll: Mutex::new(PollState {
+                active: false,
+                last_change: crate::now(),
+            }),
+        });
+        if let Some(token) = token {
+            lock(&self.by_token).insert(token, Arc::clone(&entry));
+        }
+        lock(&self.sessions).insert(
+            Arc::clone(&connection_id),
+            SessionHandle {
+                commands: commands_tx.clone(),
+                control: control_tx,
+            },
+        );
+        session::spawn(session::Channels {
+            shared: Arc::clone(self),
+            entry: Arc::clone(&entry),
+            inbound: inbound_rx,
+            outbound: outbound_tx,
+            control: control_rx,
+            commands: commands_rx,
+            commands_tx,
+        });
+        tracing::debug!(connection_id = %connection_id, negotiated, stateful, "connection created");
+        entry
+    }
+
+    pub(crate) fn entry(&self, token: &str) -> Option<Arc<ConnEntry>> {
+        lock(&self.by_token).get(token).cloned()
+    }
+
+    /// Forgets a finished connection.
+    pub(crate) fn remove(&self, entry: &ConnEntry) {
+        if let Some(token) = &entry.token {
+            lock(&self.by_token).remove(token);
+        }
+        lock(&self.sessions).remove(&entry.connection_id);
+        let mut groups = lock(&self.groups);
+        groups.retain(|_, members| {
+            members.remove(&entry.connection_id);
+            !members.is_empty()
+        });
+    }
+
+    pub(crate) fn connection_count(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    fn handles(&self, ids: Option<&HashSet<Arc<str>>>) -> Vec<SessionHandle> {
+        let sessions = lock(&self.sessions);
+        match ids {
+            None => sessions.values().cloned().collect(),
+            Some(ids) => ids
+                .iter()
+                .filter_map(|id| sessions.get(id).cloned())
+                .collect(),
+        }
+    }
+
+    fn call_all(handles: &[SessionHandle], method: &str, args: &[Payload]) -> usize {
+        let mut reached = 0;
+        for h in handles {
+            // A session that is not draining its queue (blackholed, or far behind) misses the
+            // message rather than stalling the sender; this is logged.
+            match h.commands.try_send(Command::Call {
+                target: method.into(),
+                args: args.to_vec(),
+            }) {
+                Ok(()) => reached += 1,
+                Err(e) => tracing::warn!(method, "message to a connection dropped: {e}"),
+            }
+        }
+        reached
+    }
+
+    pub(crate) fn send_to_all(&self, method: &str, args: &[Payload]) -> usize {
+        let handles = self.handles(None);
+        Self::call_all(&handles, method, args);
+        handles.len()
+    }
+
+    pub(crate) fn send_to_group(&self, group: &str, method: &str, args: &[Payload]) -> usize {
+        let members = lock(&self.groups).get(group).cloned().unwrap_or_default();
+        Self::call_all(&self.handles(Some(&members)), method, args)
+    }
+
+    pub(crate) fn join_group(&self, group: &str, connection_id: &Arc<str>) {
+        lock(&self.groups)
+            .entry(group.to_owned())
+            .or_default()
+            .insert(Arc::clone(connection_id));
+    }
+
+    pub(crate) fn leave_group(&self, group: &str, connection_id: &str) {
+        let mut groups = lock(&self.groups);
+        if let Some(members) = groups.get_mut(group) {
+            members.remove(connection_id);
+            if members.is_empty() {
+                groups.remove(group);
+            }
+        }
+    }
+
+    fn control(&self, connection_id: Option<&str>, control: impl Fn() -> Control) -> usize {
+        let sessions = lock(&self.sessions);
+        let mut n = 0;
+        for (id, h) in sessions.iter() {
+            if connection_id.is_none_or(|c| c == &**id) && h.control.send(control()).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Drops one connection's transport (`AbortMe`).
+    pub(crate) fn abort(&self, connection_id: &str) {
+        self.control(Some(connection_id), || Control::Abort);
+    }
+
+    /// Blackholes one connection.
+    pub(crate) fn blackhole(&self, connection_id: &str, duration: Duration) {
+        self.control(Some(connection_id), || Control::Blackhole(duration));
+    }
+
+    /// Drops every connection's transport; returns how many.
+    pub(crate) fn abort_all(&self) -> usize {
+        self.control(None, || Control::Abort)
+    }
+
+    /// Blackholes every connection; returns how many.
+    pub(crate) fn blackhole_all(&self, duration: Duration) -> usize {
+        self.control(None, || Control::Blackhole(duration))
+    }
+
+    /// Refuses negotiate and transport requests (503) for `duration`.
+    pub(crate) fn refuse_for(&self, duration: Duration) {
+        *lock(&self.refuse_until) = Some(crate::now() + duration);
+    }
+
+    pub(crate) fn refusing(&self) -> bool {
+        lock(&self.refuse_until).is_some_and(|until| crate::now() < until)
+    }
+}

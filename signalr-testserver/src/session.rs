@@ -1,0 +1,873 @@
+//! One task per connection: handshake, message dispatch, keep-alive, timeouts, client results,
+//! streams both ways, faults, and the server side of stateful reconnect.
+//!
+//! The HTTP layer moves bytes: it pushes what the client sent into `inbound` and forwards
+//! `outbound` frames to whichever transport is attached. Everything the protocol says happens
+//! here.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt as _, StreamExt as _};
+use signalr_protocol::{
+    Arguments, CancelInvocation, Close, Completion, CompletionResult, HandshakeRequest,
+    HandshakeResponse, HubMessage, HubProtocol, Invocation, JsonHubProtocol, MessageDecoder,
+    MessagePackHubProtocol, Payload, PayloadFormat, StreamItem, TransferFormat, TransportKind,
+};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::AbortHandle,
+    time::{Instant, sleep_until, timeout},
+};
+use tracing::{Instrument as _, debug, info, info_span, warn};
+
+use crate::{
+    hub::{Handler, HubContext, HubError, HubResult, UploadStream},
+    registry::{ConnEntry, Outbound, Shared, lock},
+};
+
+/// Requests to a session from its own method tasks and from other connections.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A message already in this session's payload format (completions, stream items).
+    Send(HubMessage),
+    /// Call `target(args…)` on this client; payloads are converted to its format if needed.
+    Call { target: String, args: Vec<Payload> },
+    /// Call `target(args…)` on this client and hand back its result (a client result).
+    InvokeClient {
+        target: String,
+        args: Vec<Payload>,
+        reply: oneshot::Sender<HubResult<Payload>>,
+    },
+    /// Send a Close message with these fields and end the connection.
+    Close {
+        error: Option<String>,
+        allow_reconnect: bool,
+    },
+}
+
+/// Out-of-band events, never queued behind data.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Drop the transport at once, without a Close message.
+    Abort,
+    /// Stop reading and writing for a while.
+    Blackhole(Duration),
+    /// The attached transport (WebSocket or SSE stream) ended.
+    TransportClosed,
+    /// A WebSocket with this connection's token wants to resume it (stateful reconnect); answer
+    /// on the sender when the transport may start writing.
+    Reattach(oneshot::Sender<bool>),
+    /// The client ended the connection (long-polling DELETE).
+    End,
+}
+
+/// The channels a session is built from.
+#[derive(Debug)]
+pub(crate) struct Channels {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) entry: Arc<ConnEntry>,
+    pub(crate) inbound: mpsc::Receiver<Bytes>,
+    pub(crate) outbound: mpsc::Sender<Outbound>,
+    pub(crate) control: mpsc::UnboundedReceiver<Control>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) commands_tx: mpsc::Sender<Command>,
+}
+
+pub(crate) fn spawn(channels: Channels) {
+    let span = info_span!("connection", id = %channels.entry.connection_id);
+    tokio::spawn(Session::new(channels).run().instrument(span));
+}
+
+/// How a session ended.
+#[derive(Debug)]
+enum Exit {
+    /// Normally (Close from either side, DELETE, transport closed): close the transport cleanly.
+    Closed,
+    /// Drop the transport without a Close message (abort, timeout, lost resume window).
+    Aborted(&'static str),
+    /// Because of an error: send Close with it, then close.
+    Error(String),
+}
+
+/// The sending and receiving halves of stateful reconnect.
+#[derive(Debug)]
+struct Stateful {
+    limit: usize,
+    /// The sequence id of the last trackable message sent.
+    sent: u64,
+    /// Sent and not yet acknowledged, oldest first.
+    buffer: VecDeque<(u64, Bytes)>,
+    buffered_bytes: usize,
+    /// The highest incoming sequence id processed.
+    received: u64,
+    /// What the last Ack we sent said.
+    acked: u64,
+    /// The id the next incoming trackable message has.
+    next_incoming: u64,
+    /// After a resume, incoming messages are dropped until the client's Sequence arrives.
+    awaiting_sequence: bool,
+}
+
+impl Stateful {
+    fn first_unacked(&self) -> u64 {
+        self.buffer.front().map_or(self.sent + 1, |(id, _)| *id)
+    }
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    entry: Arc<ConnEntry>,
+    inbound: mpsc::Receiver<Bytes>,
+    outbound: mpsc::Sender<Outbound>,
+    control: mpsc::UnboundedReceiver<Control>,
+    commands: mpsc::Receiver<Command>,
+    commands_tx: mpsc::Sender<Command>,
+    protocol: Option<Arc<dyn HubProtocol>>,
+    decoder: Option<MessageDecoder<Arc<dyn HubProtocol>>>,
+    handshake: BytesMut,
+    started: Instant,
+    last_sent: Instant,
+    last_received: Instant,
+    pending_calls: HashMap<String, oneshot::Sender<HubResult<Payload>>>,
+    next_call_id: u64,
+    running: HashMap<String, AbortHandle>,
+    uploads: HashMap<String, mpsc::Sender<HubResult<Payload>>>,
+    stateful: Option<Stateful>,
+    /// `false` while a stateful connection waits to be resumed.
+    attached: bool,
+    detached_since: Option<Instant>,
+    blackhole_until: Option<Instant>,
+}
+
+impl Session {
+    fn new(c: Channels) -> Self {
+        let now = crate::now();
+        Self {
+            shared: c.shared,
+            entry: c.entry,
+            inbound: c.inbound,
+            outbound: c.outbound,
+            control: c.control,
+            commands: c.commands,
+            commands_tx: c.commands_tx,
+            protocol: None,
+            decoder: None,
+            handshake: BytesMut::new(),
+            started: now,
+            last_sent: now,
+            last_received: now,
+            pending_calls: HashMap::new(),
+            next_call_id: 0,
+            running: HashMap::new(),
+            uploads: HashMap::new(),
+            stateful: None,
+            attached: true,
+            detached_since: None,
+            blackhole_until: None,
+        }
+    }
+
+    fn config(&self) -> &crate::ServerConfig {
+        &self.shared.config
+    }
+
+    fn tick_period(&self) -> Duration {
+        let c = self.config();
+        [
+            Duration::from_secs(1),
+            c.keep_alive_interval / 2,
+            c.client_timeout / 4,
+            c.handshake_timeout / 4,
+        ]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+        .unwrap_or(Duration::from_secs(1))
+        .max(Duration::from_millis(10))
+    }
+
+    fn buffer_full(&self) -> bool {
+        self.stateful
+            .as_ref()
+            .is_some_and(|s| s.buffered_bytes >= s.limit)
+    }
+
+    async fn run(mut self) {
+        let exit = self.serve().await;
+        self.finish(exit).await;
+    }
+
+    async fn serve(&mut self) -> Exit {
+        let mut tick = tokio::time::interval(self.tick_period());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if let Some(until) = self.blackhole_until {
+                // A pulled cable: read nothing, write nothing, until it is plugged back in.
+                tokio::select! {
+                    control = self.control.recv() => match control {
+                        Some(Control::Blackhole(d)) => self.blackhole_until = Some(crate::now() + d),
+                        Some(c) => if let Err(exit) = self.on_control(c).await { return exit },
+                        None => return Exit::Closed,
+                    },
+                    () = sleep_until(until) => {
+                        debug!("blackhole over");
+                        self.blackhole_until = None;
+                    }
+                }
+                continue;
+            }
+            let accept_commands = self.protocol.is_some() && !self.buffer_full();
+            let result = tokio::select! {
+                biased;
+                control = self.control.recv() => match control {
+                    Some(c) => self.on_control(c).await,
+                    None => Err(Exit::Closed),
+                },
+                bytes = self.inbound.recv() => match bytes {
+                    Some(bytes) => self.on_bytes(&bytes).await,
+                    None => Err(Exit::Closed),
+                },
+                command = self.commands.recv(), if accept_commands => match command {
+                    Some(c) => self.on_command(c).await,
+                    None => Err(Exit::Closed),
+                },
+                _ = tick.tick() => self.on_tick().await,
+            };
+            if let Err(exit) = result {
+                return exit;
+            }
+        }
+    }
+
+    async fn finish(&mut self, exit: Exit) {
+        match &exit {
+            Exit::Closed => debug!("connection closed"),
+            Exit::Aborted(why) => info!(why, "connection aborted"),
+            Exit::Error(e) => info!(error = %e, "connection closed with an error"),
+        }
+        self.shared.remove(&self.entry);
+        for (_, task) in self.running.drain() {
+            task.abort();
+        }
+        self.uploads.clear();
+        self.pending_calls.clear();
+        let last = match exit {
+            Exit::Error(error) => {
+                if self.protocol.is_some() && self.attached {
+                    let _ = self
+                        .write(&HubMessage::Close(Close::new(Some(error), false)))
+                        .await;
+                }
+                Outbound::Close
+            }
+            Exit::Closed => Outbound::Close,
+            Exit::Aborted(_) => Outbound::Abort,
+        };
+        let _ = timeout(Duration::from_secs(1), self.outbound.send(last)).await;
+    }
+
+    async fn on_control(&mut self, control: Control) -> Result<(), Exit> {
+        match control {
+            Control::Abort => {
+                if self.stateful.is_some() && self.attached {
+                    // The client will resume this connection on a new socket.
+                    info!("transport aborted; waiting for the client to resume");
+                    let _ = self.outbound.send(Outbound::Abort).await;
+                    self.detach();
+                    Ok(())
+                } else {
+                    Err(Exit::Aborted("aborted by the server"))
+                }
+            }
+            Control::Blackhole(d) => {
+                info!(ms = d.as_millis(), "blackholing the connection");
+                self.blackhole_until = Some(crate::now() + d);
+                Ok(())
+            }
+            Control::TransportClosed => {
+                if self.stateful.is_some() && self.protocol.is_some() {
+                    if self.attached {
+                        info!("transport lost; waiting for the client to resume");
+                        self.detach();
+                    }
+                    Ok(())
+                } else {
+                    Err(Exit::Closed)
+                }
+            }
+            Control::Reattach(ready) => self.reattach(ready).await,
+            Control::End => Err(Exit::Closed),
+        }
+    }
+
+    fn detach(&mut self) {
+        self.attached = false;
+        self.detached_since = Some(crate::now());
+    }
+
+    /// Resumes a stateful connection on a new socket: Sequence, then every unacknowledged
+    /// message, as the .NET server does.
+    async fn reattach(&mut self, ready: oneshot::Sender<bool>) -> Result<(), Exit> {
+        let Some(state) = self.stateful.as_mut().filter(|_| !self.attached) else {
+            let _ = ready.send(false);
+            return Ok(());
+        };
+        // Frames queued for the old socket are in the replay buffer too; drop the copies.
+        if let Ok(mut rx) = self.entry.outbound.try_lock() {
+            while rx.try_recv().is_ok() {}
+        }
+        state.awaiting_sequence = true;
+        let first = state.first_unacked();
+        let replay: Vec<Bytes> = state.buffer.iter().map(|(_, f)| f.clone()).collect();
+        self.attached = true;
+        self.detached_since = None;
+        self.last_received = crate::now();
+        if ready.send(true).is_err() {
+            self.detach();
+            return Ok(());
+        }
+        info!(
+            sequence = first,
+            replayed = replay.len(),
+            "connection resumed"
+        );
+        self.write(&HubMessage::Sequence(signalr_protocol::Sequence::new(
+            first,
+        )))
+        .await?;
+        for frame in replay {
+            self.push(frame).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self) -> Result<(), Exit> {
+        let now = crate::now();
+        let config = self.config().clone();
+        if self.protocol.is_none() {
+            if now.duration_since(self.started) >= config.handshake_timeout {
+                return self.refuse_handshake("Handshake was canceled.").await;
+            }
+            return Ok(());
+        }
+        if let Some(since) = self.detached_since {
+            if now.duration_since(since) >= config.disconnect_timeout {
+                return Err(Exit::Aborted("not resumed within the disconnect timeout"));
+            }
+            return Ok(());
+        }
+        match self.entry.transport() {
+            Some(TransportKind::LongPolling) => {
+                let poll = lock(&self.entry.poll);
+                if !poll.active && now.duration_since(poll.last_change) >= config.disconnect_timeout
+                {
+                    return Err(Exit::Aborted("no poll within the disconnect timeout"));
+                }
+            }
+            Some(_) => {
+                if now.duration_since(self.last_received) >= config.client_timeout {
+                    return Err(Exit::Aborted("client timed out"));
+                }
+                if now.duration_since(self.last_sent) >= config.keep_alive_interval {
+                    self.write(&HubMessage::Ping).await?;
+                }
+            }
+            None => {}
+        }
+        if let Some(state) = &self.stateful {
+            if state.received > state.acked && !state.awaiting_sequence {
+                let received = state.received;
+                self.write(&HubMessage::Ack(signalr_protocol::Ack::new(received)))
+                    .await?;
+                if let Some(state) = &mut self.stateful {
+                    state.acked = received;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn refuse_handshake(&mut self, error: &str) -> Result<(), Exit> {
+        info!(error, "handshake refused");
+        let mut buf = BytesMut::new();
+        HandshakeResponse::error(error).encode(&mut buf);
+        self.push_with_binary(buf.freeze(), false).await?;
+        Err(Exit::Closed)
+    }
+
+    async fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), Exit> {
+        self.last_received = crate::now();
+        if self.protocol.is_none() {
+            self.handshake.extend_from_slice(bytes);
+            let max = self.config().max_message_size;
+            let request = match HandshakeRequest::decode(&mut self.handshake, max) {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    debug!(error = %e, "malformed handshake");
+                    return self
+                        .refuse_handshake(
+                            "An unexpected error occurred during connection handshake.",
+                        )
+                        .await;
+                }
+            };
+            self.on_handshake(&request).await?;
+        } else if let Some(decoder) = &mut self.decoder {
+            decoder.push(bytes);
+        }
+        loop {
+            let next = match &mut self.decoder {
+                Some(decoder) => decoder.next_message(),
+                None => return Ok(()),
+            };
+            match next {
+                Ok(Some(message)) => self.on_message(message).await?,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    let error = HubError::from(e);
+                    return Err(Exit::Error(format!(
+                        "Connection closed with an error. {error}"
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn on_handshake(&mut self, request: &HandshakeRequest) -> Result<(), Exit> {
+        let max = self.config().max_message_size;
+        let protocol: Arc<dyn HubProtocol> = match request.protocol.as_str() {
+            "json" => Arc::new(JsonHubProtocol::new().with_max_message_size(max)),
+            "messagepack" => Arc::new(MessagePackHubProtocol::new().with_max_message_size(max)),
+            other => {
+                return self
+                    .refuse_handshake(&format!("The protocol '{other}' is not supported."))
+                    .await;
+            }
+        };
+        if request.version > protocol.version() {
+            let error = format!(
+                "The server does not support version {} of the '{}' protocol.",
+                request.version,
+                protocol.name()
+            );
+            return self.refuse_handshake(&error).await;
+        }
+        let transport = self.entry.transport();
+        if protocol.transfer_format() == TransferFormat::Binary
+            && transport == Some(TransportKind::ServerSentEvents)
+        {
+            let error = format!(
+                "Cannot use the '{}' protocol on the current transport. The transport does not support 'Binary' transfer format.",
+                protocol.name()
+            );
+            return self.refuse_handshake(&error).await;
+        }
+        // Stateful reconnect needs it granted at negotiate and version 2 in the handshake; the
+        // .NET server silently disables it otherwise.
+        if self.entry.stateful
+            && request.version >= 2
+            && transport == Some(TransportKind::WebSockets)
+        {
+            self.stateful = Some(Stateful {
+                limit: self.config().stateful_buffer_bytes,
+                sent: 0,
+                buffer: VecDeque::new(),
+                buffered_bytes: 0,
+                received: 0,
+                acked: 0,
+                next_incoming: 1,
+                awaiting_sequence: false,
+            });
+        }
+        info!(
+            protocol = protocol.name(),
+            version = request.version,
+            ?transport,
+            stateful = self.stateful.is_some(),
+            "handshake"
+        );
+        let mut buf = BytesMut::new();
+        HandshakeResponse::ok().encode(&mut buf);
+        let binary = protocol.transfer_format() == TransferFormat::Binary;
+        self.push_with_binary(buf.freeze(), binary).await?;
+        let leftover = std::mem::take(&mut self.handshake);
+        self.decoder = Some(MessageDecoder::with_buffer(Arc::clone(&protocol), leftover));
+        self.protocol = Some(protocol);
+        if let Some(hook) = self.shared.hub.connected_handler() {
+            // Awaited, so that what it sends precedes the answers to the client's first calls.
+            let ctx = self.context(Vec::new());
+            if timeout(Duration::from_secs(5), hook(ctx)).await.is_err() {
+                warn!("on_connected hook took longer than 5 s");
+            }
+        }
+        Ok(())
+    }
+
+    fn context(&self, uploads: Vec<Option<UploadStream>>) -> HubContext {
+        HubContext {
+            connection_id: Arc::clone(&self.entry.connection_id),
+            format: self.format(),
+            caller: self.commands_tx.clone(),
+            shared: Arc::clone(&self.shared),
+            uploads: Arc::new(std::sync::Mutex::new(uploads)),
+        }
+    }
+
+    fn format(&self) -> PayloadFormat {
+        self.protocol
+            .as_ref()
+            .map_or(PayloadFormat::Json, HubProtocol::payload_format)
+    }
+
+    /// Applies stateful-reconnect numbering to an incoming trackable message; `false` = drop it.
+    fn accept_incoming(&mut self) -> bool {
+        let Some(state) = &mut self.stateful else {
+            return true;
+        };
+        if state.awaiting_sequence {
+            return false;
+        }
+        let id = state.next_incoming;
+        state.next_incoming += 1;
+        if id <= state.received {
+            return false; // a duplicate replayed by the client
+        }
+        state.received = id;
+        true
+    }
+
+    async fn on_message(&mut self, message: HubMessage) -> Result<(), Exit> {
+        if message.message_type().is_trackable() && !self.accept_incoming() {
+            return Ok(());
+        }
+        match message {
+            HubMessage::Invocation(m) => {
+                self.dispatch(m.invocation_id, m.target, m.arguments, m.stream_ids, false)
+                    .await
+            }
+            HubMessage::StreamInvocation(m) => {
+                self.dispatch(
+                    Some(m.invocation_id),
+                    m.target,
+                    m.arguments,
+                    m.stream_ids,
+                    true,
+                )
+                .await
+            }
+            HubMessage::StreamItem(m) => {
+                if let Some(tx) = self.uploads.get(&m.invocation_id) {
+                    if tx.send(Ok(m.item)).await.is_err() {
+                        self.uploads.remove(&m.invocation_id);
+                    }
+                } else {
+                    debug!(
+                        id = m.invocation_id,
+                        "stream item for an unknown stream ignored"
+                    );
+                }
+                Ok(())
+            }
+            HubMessage::Completion(m) => {
+                self.on_completion(m).await;
+                Ok(())
+            }
+            HubMessage::CancelInvocation(CancelInvocation { invocation_id, .. }) => {
+                if let Some(task) = self.running.remove(&invocation_id) {
+                    task.abort();
+                    debug!(id = invocation_id, "invocation cancelled by the client");
+                    self.write(&HubMessage::Completion(Completion::void(invocation_id)))
+                        .await?;
+                }
+                Ok(())
+            }
+            HubMessage::Close(_) => Err(Exit::Closed),
+            HubMessage::Ack(ack) => self.on_ack(ack.sequence_id),
+            HubMessage::Sequence(seq) => self.on_sequence(seq.sequence_id),
+            // Ping, and types added by later protocol versions.
+            _ => Ok(()),
+        }
+    }
+
+    fn on_ack(&mut self, id: u64) -> Result<(), Exit> {
+        let Some(state) = &mut self.stateful else {
+            return Ok(());
+        };
+        if id > state.sent {
+            return Err(Exit::Error(format!(
+                "Connection closed with an error. Ack {id} is beyond the {} messages sent.",
+                state.sent
+            )));
+        }
+        while state.buffer.front().is_some_and(|(seq, _)| *seq <= id) {
+            if let Some((_, frame)) = state.buffer.pop_front() {
+                state.buffered_bytes -= frame.len();
+            }
+        }
+        Ok(())
+    }
+
+    fn on_sequence(&mut self, id: u64) -> Result<(), Exit> {
+        let Some(state) = &mut self.stateful else {
+            return Ok(());
+        };
+        if id == 0 || id > state.received + 1 {
+            return Err(Exit::Error(format!(
+                "Connection closed with an error. Sequence ID {id} is not between 1 and {}.",
+                state.received + 1
+            )));
+        }
+        state.next_incoming = id;
+        state.awaiting_sequence = false;
+        Ok(())
+    }
+
+    async fn on_completion(&mut self, m: Completion) {
+        if let Some(reply) = self.pending_calls.remove(&m.invocation_id) {
+            let answer = match m.result {
+                CompletionResult::Value(v) => Ok(v),
+                CompletionResult::Void => Ok(Payload::null(self.format())),
+                CompletionResult::Error(e) => Err(HubError::new(e)),
+            };
+            let _ = reply.send(answer);
+        } else if let Some(tx) = self.uploads.remove(&m.invocation_id) {
+            if let CompletionResult::Error(e) = m.result {
+                let _ = tx.send(Err(HubError::new(e))).await;
+            }
+        } else {
+            debug!(
+                id = m.invocation_id,
+                "completion for an unknown invocation ignored"
+            );
+        }
+    }
+
+    async fn dispatch(
+        &mut self,
+        id: Option<String>,
+        target: String,
+        args: Arguments,
+        stream_ids: Vec<String>,
+        streaming: bool,
+    ) -> Result<(), Exit> {
+        let handler = self.shared.hub.handler(&target).cloned();
+        let error = match (&handler, streaming) {
+            (None, _) => Some(format!("Unknown hub method '{target}'")),
+            (Some(Handler::Stream(_)), false) => Some(format!(
+                "The client attempted to invoke the streaming '{target}' method with a non-streaming invocation."
+            )),
+            (Some(Handler::Unary(_)), true) => Some(format!(
+                "The client attempted to invoke the non-streaming '{target}' method with a streaming invocation."
+            )),
+            _ => None,
+        };
+        if let Some(error) = error {
+            debug!(target, error, "invocation refused");
+            if let Some(id) = id {
+                self.write(&HubMessage::Completion(Completion::error(id, error)))
+                    .await?;
+            } else {
+                debug!(target, error, "non-blocking invocation failed");
+            }
+            return Ok(());
+        }
+        let capacity = self.config().stream_buffer_capacity.max(1);
+        let mut uploads = Vec::with_capacity(stream_ids.len());
+        for stream_id in stream_ids {
+            let (tx, rx) = mpsc::channel(capacity);
+            self.uploads.insert(stream_id, tx);
+            uploads.push(Some(UploadStream::new(self.format(), rx)));
+        }
+        let ctx = self.context(uploads);
+        let out = self.commands_tx.clone();
+        let task_id = id.clone();
+        let task = match handler {
+            Some(Handler::Unary(f)) => tokio::spawn(
+                async move {
+                    let result = AssertUnwindSafe(f(ctx, args))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(HubError::new(format!(
+                                "The hub method '{target}' panicked."
+                            )))
+                        });
+                    if let Some(id) = task_id {
+                        let completion = match result {
+                            Ok(Some(value)) => Completion::value(id, value),
+                            Ok(None) => Completion::void(id),
+                            Err(e) => Completion::error(id, e.message()),
+                        };
+                        let _ = out
+                            .send(Command::Send(HubMessage::Completion(completion)))
+                            .await;
+                    }
+                }
+                .in_current_span(),
+            ),
+            Some(Handler::Stream(f)) => tokio::spawn(
+                async move {
+                    let Some(id) = task_id else { return };
+                    let mut items = f(ctx, args);
+                    let mut end = Completion::void(id.clone());
+                    while let Some(item) = AssertUnwindSafe(items.next())
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            Some(Err(HubError::new(format!(
+                                "The hub method '{target}' panicked."
+                            ))))
+                        })
+                    {
+                        match item {
+                            Ok(value) => {
+                                let message =
+                                    HubMessage::StreamItem(StreamItem::new(id.clone(), value));
+                                if out.send(Command::Send(message)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                end = Completion::error(id.clone(), e.message());
+                                break;
+                            }
+                        }
+                    }
+                    let _ = out.send(Command::Send(HubMessage::Completion(end))).await;
+                }
+                .in_current_span(),
+            ),
+            None => return Ok(()),
+        };
+        if let Some(id) = id {
+            self.running.insert(id, task.abort_handle());
+        }
+        Ok(())
+    }
+
+    async fn on_command(&mut self, command: Command) -> Result<(), Exit> {
+        match command {
+            Command::Send(message) => {
+                if let HubMessage::Completion(c) = &message {
+                    if self.running.remove(&c.invocation_id).is_none() {
+                        // Cancelled meanwhile: its completion was already sent.
+                        return Ok(());
+                    }
+                } else if let HubMessage::StreamItem(item) = &message {
+                    if !self.running.contains_key(&item.invocation_id) {
+                        return Ok(()); // late item of a cancelled stream
+                    }
+                }
+                self.write(&message).await
+            }
+            Command::Call { target, args } => match self.arguments(&args) {
+                Ok(arguments) => {
+                    self.write(&HubMessage::Invocation(Invocation::non_blocking(
+                        target, arguments,
+                    )))
+                    .await
+                }
+                Err(e) => {
+                    warn!(target, error = %e, "could not convert a call's arguments");
+                    Ok(())
+                }
+            },
+            Command::InvokeClient {
+                target,
+                args,
+                reply,
+            } => {
+                let arguments = match self.arguments(&args) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                self.next_call_id += 1;
+                let id = format!("s{}", self.next_call_id);
+                self.pending_calls.insert(id.clone(), reply);
+                self.write(&HubMessage::Invocation(Invocation::new(
+                    id, target, arguments,
+                )))
+                .await
+            }
+            Command::Close {
+                error,
+                allow_reconnect,
+            } => {
+                self.write(&HubMessage::Close(Close::new(error, allow_reconnect)))
+                    .await?;
+                Err(Exit::Closed)
+            }
+        }
+    }
+
+    /// Builds an argument list in this connection's format, converting payloads from another
+    /// connection's format through JSON values.
+    fn arguments(&self, args: &[Payload]) -> HubResult<Arguments> {
+        let format = self.format();
+        let converted: Vec<Payload> = args
+            .iter()
+            .map(|p| {
+                if p.format() == format {
+                    Ok(p.clone())
+                } else {
+                    let value: serde_json::Value = p.deserialize()?;
+                    Ok(Payload::from_value(format, &value)?)
+                }
+            })
+            .collect::<HubResult<_>>()?;
+        Ok(Arguments::from_payloads(format, &converted)?)
+    }
+
+    async fn write(&mut self, message: &HubMessage) -> Result<(), Exit> {
+        let Some(protocol) = &self.protocol else {
+            return Ok(());
+        };
+        let mut buf = BytesMut::new();
+        if let Err(e) = protocol.encode(message, &mut buf) {
+            warn!(error = %e, "could not encode a message");
+            return Ok(());
+        }
+        let frame = buf.freeze();
+        if let Some(state) = &mut self.stateful {
+            if message.message_type().is_trackable() {
+                state.sent += 1;
+                state.buffered_bytes += frame.len();
+                state.buffer.push_back((state.sent, frame.clone()));
+            }
+        }
+        self.push(frame).await
+    }
+
+    async fn push(&mut self, frame: Bytes) -> Result<(), Exit> {
+        let binary = self
+            .protocol
+            .as_ref()
+            .is_some_and(|p| p.transfer_format() == TransferFormat::Binary);
+        self.push_with_binary(frame, binary).await
+    }
+
+    async fn push_with_binary(&mut self, bytes: Bytes, binary: bool) -> Result<(), Exit> {
+        self.last_sent = crate::now();
+        if !self.attached {
+            return Ok(()); // kept in the replay buffer
+        }
+        // A transport that stops draining (a long-polling client that went away) must not hold
+        // the session forever.
+        let wait = self.config().disconnect_timeout.max(Duration::from_secs(1));
+        match timeout(wait, self.outbound.send(Outbound::Frame { bytes, binary })).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Exit::Aborted("transport gone")),
+            Err(_) => Err(Exit::Aborted("transport stopped reading")),
+        }
+    }
+}
