@@ -1,0 +1,130 @@
+//! The `signalr-testserver` binary: its first stdout line, its flags, and that it stops when
+//! killed. Each test starts its own process on port 0 and kills it when done.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Child, Command, Stdio},
+};
+
+use signalr_protocol::{NegotiateResponse, TransportKind};
+
+/// A running binary, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalr-testserver"))
+        .args(["--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line was {first:?}"))
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    Server { child, url }
+}
+
+async fn negotiate(url: &str, query: &str) -> (u16, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/negotiate?{query}"))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.bytes().await.unwrap().to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn prints_its_url_and_serves_the_hub() {
+    let server = start(&[]);
+    assert!(
+        server.url.ends_with("/hub"),
+        "the default hub path: {}",
+        server.url
+    );
+    let (status, body) = negotiate(&server.url, "negotiateVersion=1").await;
+    assert_eq!(status, 200);
+    let NegotiateResponse::Connection(c) = NegotiateResponse::parse(&body).unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.available_transports.len(), 3);
+}
+
+#[tokio::test]
+async fn flags_reach_the_server() {
+    let server = start(&[
+        "--hub-path",
+        "chat",
+        "--transports",
+        "lp,ws",
+        "--negotiate-version",
+        "0",
+        "--stateful-reconnect",
+        "--require-token",
+        "t0k",
+    ]);
+    assert!(server.url.ends_with("/chat"), "{}", server.url);
+    assert_eq!(negotiate(&server.url, "negotiateVersion=1").await.0, 401);
+    let (status, body) = negotiate(
+        &server.url,
+        "negotiateVersion=1&useStatefulReconnect=true&access_token=t0k",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let NegotiateResponse::Connection(c) = NegotiateResponse::parse(&body).unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.negotiate_version, 0);
+    assert!(c.use_stateful_reconnect);
+    let kinds: Vec<TransportKind> = c.available_transports.iter().map(|t| t.transport).collect();
+    assert_eq!(
+        kinds,
+        [TransportKind::LongPolling, TransportKind::WebSockets]
+    );
+
+    let redirecting = start(&[
+        "--redirect-url",
+        "http://127.0.0.1:9/hub",
+        "--redirect-token",
+        "next",
+    ]);
+    let (_, body) = negotiate(&redirecting.url, "negotiateVersion=1").await;
+    assert_eq!(
+        NegotiateResponse::parse(&body).unwrap(),
+        NegotiateResponse::Redirect {
+            url: "http://127.0.0.1:9/hub".into(),
+            access_token: Some("next".into())
+        }
+    );
+}
+
+#[test]
+fn bad_flags_fail_with_a_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_signalr-testserver"))
+        .args(["--transports", "carrier-pigeon"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown transport"));
+}
