@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub poll_timeout: Duration,
     /// Items buffered per client-to-server stream before reading from the client waits (10).
     pub stream_buffer_capacity: usize,
+    /// Offer WebSockets in negotiate but answer every upgrade with 503: a fault for testing a
+    /// client's transport fallback (off).
+    pub refuse_websockets: bool,
 }
 
 /// A negotiate redirect.
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             disconnect_timeout: Duration::from_secs(15),
             poll_timeout: Duration::from_secs(90),
             stream_buffer_capacity: 10,
+            refuse_websockets: false,
         }
     }
 }
@@ -120,6 +124,7 @@ impl fmt::Debug for ServerConfig {
             .field("disconnect_timeout", &self.disconnect_timeout)
             .field("poll_timeout", &self.poll_timeout)
             .field("stream_buffer_capacity", &self.stream_buffer_capacity)
+            .field("refuse_websockets", &self.refuse_websockets)
             .finish()
     }
 }

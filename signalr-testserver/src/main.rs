@@ -64,6 +64,9 @@ struct Args {
     /// Hold a long poll this long before answering it empty.
     #[arg(long, default_value_t = 90_000)]
     poll_timeout_ms: u64,
+    /// Offer WebSockets in negotiate but refuse every upgrade with 503 (tests client fallback).
+    #[arg(long)]
+    refuse_websockets: bool,
 }
 
 fn transport(name: &str) -> Result<TransportKind, String> {
@@ -106,6 +109,7 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     config.admin = args.admin;
     config.disconnect_timeout = ms(args.disconnect_timeout_ms);
     config.poll_timeout = ms(args.poll_timeout_ms);
+    config.refuse_websockets = args.refuse_websockets;
     Ok(config)
 }
 

@@ -176,9 +176,21 @@ impl Shared {
     }
 
     /// Forgets a finished connection.
-    pub(crate) fn remove(&self, entry: &ConnEntry) {
+    pub(crate) fn remove(self: &Arc<Self>, entry: &ConnEntry) {
         if let Some(token) = &entry.token {
-            lock(&self.by_token).remove(token);
+            if entry.transport() == Some(TransportKind::LongPolling) {
+                // Polls that arrive after the end must read 204 (closed), not 404 (unknown), so
+                // the token stays valid for the disconnect timeout.
+                let shared = Arc::clone(self);
+                let token = token.clone();
+                let linger = self.config.disconnect_timeout;
+                tokio::spawn(async move {
+                    tokio::time::sleep(linger).await;
+                    lock(&shared.by_token).remove(&token);
+                });
+            } else {
+                lock(&self.by_token).remove(token);
+            }
         }
         lock(&self.sessions).remove(&entry.connection_id);
         let mut groups = lock(&self.groups);

@@ -1,13 +1,99 @@
-//! SignalR transports (work in progress).
+//! SignalR transports: negotiate, WebSockets, Server-Sent Events and long polling, each usable
+//! on its own.
 //!
-//! This crate will hold the negotiate client and the three SignalR transports — WebSockets,
-//! Server-Sent Events and long polling — each usable on its own, behind one `Transport` trait, with
-//! fallback in the order WebSockets → SSE → long polling. It builds on the frame formats of
-//! [`signalr_protocol`]:
+//! [`connect`] negotiates (following SignalR redirects), picks the first allowed transport the
+//! server offers for the transfer format (WebSockets, then Server-Sent Events, then long
+//! polling), falls back when one fails to start, and hands back a [`Transport`]: bytes out, bytes
+//! in. The hub handshake and messages are the caller's ([`signalr_protocol`]), which is how the
+//! client uses this crate, and how a custom stack can:
 //!
+//! ```no_run
+//! use bytes::BytesMut;
+//! use signalr_protocol::{HandshakeRequest, HandshakeResponse, HubProtocol, JsonHubProtocol, MessageDecoder};
+//! use signalr_transport::{HttpOptions, connect};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let protocol = JsonHubProtocol::new();
+//! let mut conn = connect("http://localhost:5000/hub", protocol.transfer_format(), &HttpOptions::default()).await?;
+//! let mut hello = BytesMut::new();
+//! HandshakeRequest::new(protocol.name(), 1).encode(&mut hello);
+//! conn.transport.send(hello.freeze()).await?;
+//! let mut buf = BytesMut::new();
+//! while let Some(chunk) = conn.transport.recv().await {
+//!     buf.extend_from_slice(&chunk?);
+//!     if let Some(response) = HandshakeResponse::decode(&mut buf, 1 << 16)? {
+//!         assert!(response.error.is_none());
+//!         let mut decoder = MessageDecoder::with_buffer(protocol, buf);
+//!         // … push further chunks into `decoder` and read hub messages.
+//!         break;
+//!     }
+//! }
+//! # Ok(()) }
 //! ```
-//! use signalr_protocol::TransferFormat;
 //!
-//! // WebSockets and long polling carry both formats; SSE carries text only.
-//! assert_eq!(TransferFormat::Text.as_str(), "Text");
-//! ```
+//! # Tokens and logs
+//!
+//! The access-token factory is called for every negotiate and every transport start. The token
+//! goes in an `Authorization: Bearer` header on every request, WebSocket upgrades included (a
+//! native client can set headers there, unlike a browser). Set
+//! [`HttpOptions::access_token_in_query`] to also send it as `access_token`, for proxies that drop
+//! headers on upgrades. URLs are logged and put in errors only through [`redact`], header values
+//! never, and reqwest's errors are stripped of their URLs.
+//!
+//! # Redirects
+//!
+//! Negotiate redirects are followed up to [`HttpOptions::max_redirects`] negotiate requests (100).
+//! A redirect to the same URL, or from `https` to `http`, fails at once. A redirect to another
+//! origin sends neither the factory's token nor the user's headers unless
+//! [`CrossOriginRedirects::KeepCredentials`] is chosen; the redirect's own `accessToken` is used
+//! there. HTTP 3xx redirects are not followed at all.
+//!
+//! # TLS
+//!
+//! Not yet built in: `https`/`wss` URLs fail to connect until a TLS backend is added.
+
+mod connect;
+mod error;
+mod long_polling;
+mod negotiate;
+mod options;
+mod redact;
+mod sse;
+mod websocket;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+pub use connect::{Connection, connect, hub_url, open};
+pub use error::{BoxError, TransportError};
+pub use long_polling::LongPollingTransport;
+pub use negotiate::{Negotiated, negotiate};
+pub use options::{AccessTokenFactory, CrossOriginRedirects, HttpOptions, WebSocketOptions};
+pub use redact::{Redacted, redact};
+pub use signalr_protocol::{TransferFormat, TransportKind};
+pub use sse::SseTransport;
+pub use websocket::WebSocketTransport;
+
+/// A started transport: bytes out, bytes in.
+///
+/// `send` takes one or more complete framed messages; batching several into one `send` is
+/// encouraged (one WebSocket message, one HTTP request). `recv` returns chunks as they arrive,
+/// which may hold several messages or part of one.
+#[async_trait]
+pub trait Transport: Send + std::fmt::Debug {
+    /// Which transport this is.
+    fn kind(&self) -> TransportKind;
+
+    /// The transfer format it carries.
+    fn transfer_format(&self) -> TransferFormat;
+
+    /// Sends bytes. Not cancel-safe: a dropped send may have sent part of the data.
+    async fn send(&mut self, data: Bytes) -> Result<(), TransportError>;
+
+    /// The next chunk from the server; `None` when the server closed cleanly. Cancel-safe:
+    /// dropping the future loses nothing, so it can be used in `select!`.
+    async fn recv(&mut self) -> Option<Result<Bytes, TransportError>>;
+
+    /// Closes the transport (WebSocket close 1000, long-polling `DELETE`, dropping the event
+    /// stream).
+    async fn close(&mut self) -> Result<(), TransportError>;
+}

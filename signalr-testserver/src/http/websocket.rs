@@ -29,6 +29,12 @@ pub(super) fn connect(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Response> {
     offered(shared, TransportKind::WebSockets)?;
+    if shared.config.refuse_websockets {
+        return Err(status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "WebSockets are refused (fault injection)",
+        ));
+    }
     let (entry, resume) = if params.contains_key("id") {
         let entry = lookup(shared, params)?;
         let resume = entry.transport() == Some(TransportKind::WebSockets);

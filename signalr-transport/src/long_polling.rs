@@ -1,0 +1,254 @@
+//! The long-polling transport: repeated `GET`s for what the server sends, `POST` for what the
+//! client sends, `DELETE` to end.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::{
+    Url,
+    header::{AUTHORIZATION, HeaderMap},
+};
+use signalr_protocol::{TransferFormat, TransportKind};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::debug;
+
+use crate::{
+    Transport,
+    error::{Result, TransportError},
+    negotiate::{bearer, http_error},
+    options::HttpOptions,
+    sse::post,
+};
+
+/// A long-polling connection: a background task polls, `recv` reads what it got.
+#[derive(Debug)]
+pub struct LongPollingTransport {
+    client: reqwest::Client,
+    url: Url,
+    token: Option<String>,
+    headers: HeaderMap,
+    format: TransferFormat,
+    request_timeout: Duration,
+    received: mpsc::Receiver<Result<Bytes>>,
+    poller: JoinHandle<()>,
+    closed: bool,
+}
+
+struct Poller {
+    client: reqwest::Client,
+    url: Url,
+    token: Option<String>,
+    headers: HeaderMap,
+    timeout: Duration,
+    max: usize,
+}
+
+impl Poller {
+    /// One poll: `Ok(Some(bytes))` with data, `Ok(None)` when the poll timed out empty, an error
+    /// when the connection is over.
+    async fn poll(&self, n: u64) -> Result<Option<Bytes>> {
+        let mut url = self.url.clone();
+        // A cache buster, as the official clients add (they use a timestamp; a counter does too).
+        url.query_pairs_mut().append_pair("_", &n.to_string());
+        let mut request = self
+            .client
+            .get(url)
+            .headers(self.headers.clone())
+            .timeout(self.timeout);
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, bearer(token)?);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            // A poll that outlives the client timeout is abandoned and re-issued.
+            Err(e) if e.is_timeout() => return Ok(None),
+            Err(e) => {
+                return Err(TransportError::Http {
+                    what: "poll",
+                    source: e.without_url().into(),
+                });
+            }
+        };
+        match response.status().as_u16() {
+            200 => {
+                let body = match response.bytes().await {
+                    Ok(b) => b,
+                    Err(e) if e.is_timeout() => return Ok(None),
+                    Err(e) => {
+                        return Err(TransportError::Http {
+                            what: "poll",
+                            source: e.without_url().into(),
+                        });
+                    }
+                };
+                if body.len() > self.max.saturating_mul(64) {
+                    return Err(TransportError::MessageTooLarge { max: self.max });
+                }
+                Ok(Some(body).filter(|b| !b.is_empty()))
+            }
+            204 => Err(TransportError::ClosedByServer),
+            404 => Err(TransportError::ConnectionGone),
+            status => Err(TransportError::Status {
+                what: "poll",
+                status,
+            }),
+        }
+    }
+
+    async fn run(self, tx: mpsc::Sender<Result<Bytes>>) {
+        let mut n = 0;
+        loop {
+            n += 1;
+            match self.poll(n).await {
+                Ok(Some(data)) => {
+                    // Waits while the reader is behind: backpressure stops the polling.
+                    if tx.send(Ok(data)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    debug!(error = %e, "polling ended");
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl LongPollingTransport {
+    /// Starts polling the connection at `url` (with `id`): the first poll must answer 200.
+    pub async fn connect(
+        client: &reqwest::Client,
+        url: &Url,
+        token: Option<&str>,
+        headers: &HeaderMap,
+        format: TransferFormat,
+        options: &HttpOptions,
+    ) -> Result<Self> {
+        let mut request = client
+            .get(url.clone())
+            .headers(headers.clone())
+            .timeout(options.connect_timeout);
+        if let Some(token) = token {
+            request = request.header(AUTHORIZATION, bearer(token)?);
+        }
+        let first = request
+            .send()
+            .await
+            .map_err(|e| http_error("poll", e, options))?;
+        let status = first.status().as_u16();
+        if status != 200 {
+            return Err(TransportError::Status {
+                what: "first poll",
+                status,
+            });
+        }
+        let (tx, received) = mpsc::channel(16);
+        if let Ok(body) = first.bytes().await {
+            if !body.is_empty() {
+                let _ = tx.send(Ok(body)).await;
+            }
+        }
+        let poller = Poller {
+            client: client.clone(),
+            url: url.clone(),
+            token: token.map(str::to_owned),
+            headers: headers.clone(),
+            timeout: options.poll_timeout,
+            max: options.max_message_size,
+        };
+        let poller = tokio::spawn(poller.run(tx));
+        Ok(Self {
+            client: client.clone(),
+            url: url.clone(),
+            token: token.map(str::to_owned),
+            headers: headers.clone(),
+            format,
+            request_timeout: options.request_timeout,
+            received,
+            poller,
+            closed: false,
+        })
+    }
+}
+
+impl Drop for LongPollingTransport {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+#[async_trait]
+impl Transport for LongPollingTransport {
+    fn kind(&self) -> TransportKind {
+        TransportKind::LongPolling
+    }
+
+    fn transfer_format(&self) -> TransferFormat {
+        self.format
+    }
+
+    async fn send(&mut self, data: Bytes) -> Result<()> {
+        if self.closed {
+            return Err(TransportError::Closed);
+        }
+        post(
+            &self.client,
+            &self.url,
+            self.token.as_deref(),
+            &self.headers,
+            self.request_timeout,
+            data,
+        )
+        .await
+    }
+
+    async fn recv(&mut self) -> Option<Result<Bytes>> {
+        if self.closed {
+            return None;
+        }
+        match self.received.recv().await {
+            // 204: the server closed the connection cleanly.
+            Some(Err(TransportError::ClosedByServer)) | None => {
+                self.closed = true;
+                None
+            }
+            Some(Err(e)) => {
+                self.closed = true;
+                Some(Err(e))
+            }
+            Some(Ok(data)) => Some(Ok(data)),
+        }
+    }
+
+    async fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        self.poller.abort();
+        let mut request = self
+            .client
+            .delete(self.url.clone())
+            .headers(self.headers.clone())
+            .timeout(self.request_timeout);
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, bearer(token)?);
+        }
+        // 404 on DELETE is harmless: the server already forgot the connection.
+        match request.send().await {
+            Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => Ok(()),
+            Ok(r) => Err(TransportError::Status {
+                what: "DELETE",
+                status: r.status().as_u16(),
+            }),
+            Err(e) => Err(TransportError::Http {
+                what: "DELETE",
+                source: e.without_url().into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! `POST {hub}/negotiate`, with SignalR redirects.
+
+use reqwest::{
+    Url,
+    header::{AUTHORIZATION, HeaderMap, HeaderValue},
+};
+use signalr_protocol::{NegotiateResponse, NegotiatedConnection};
+use tracing::debug;
+
+use crate::{
+    error::{Result, TransportError},
+    options::{CrossOriginRedirects, HttpOptions},
+    redact::{Redacted, redact},
+};
+
+/// Where a token comes from at one point of the redirect chain.
+#[derive(Clone, Debug)]
+pub(crate) enum TokenSource {
+    None,
+    /// The user's factory, called for each request.
+    Factory,
+    /// A redirect's `accessToken`.
+    Fixed(String),
+}
+
+/// The outcome of negotiate: the connection and how to reach it.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Negotiated {
+    /// The hub URL after redirects: the base for transport requests.
+    pub url: Url,
+    /// What the server said.
+    pub connection: NegotiatedConnection,
+    pub(crate) token: TokenSource,
+    pub(crate) headers: HeaderMap,
+}
+
+impl std::fmt::Debug for Negotiated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Negotiated")
+            .field("url", &Redacted(self.url.as_str()))
+            .field("connection_id", &self.connection.connection_id)
+            .field("negotiate_version", &self.connection.negotiate_version)
+            .field("transports", &self.connection.available_transports)
+            .field(
+                "stateful_reconnect",
+                &self.connection.use_stateful_reconnect,
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Negotiated {
+    /// The URL transports connect to: the hub URL with `id=<connection token>`.
+    pub fn connect_url(&self) -> Url {
+        let mut url = self.url.clone();
+        url.query_pairs_mut()
+            .append_pair("id", self.connection.token());
+        url
+    }
+}
+
+/// The `negotiate` URL for a hub URL: `/negotiate` appended to the path, the query kept,
+/// `negotiateVersion=1` added unless present.
+pub(crate) fn negotiate_url(base: &Url, stateful: bool) -> Url {
+    let mut url = base.clone();
+    let path = if base.path().ends_with('/') {
+        format!("{}negotiate", base.path())
+    } else {
+        format!("{}/negotiate", base.path())
+    };
+    url.set_path(&path);
+    let has_version = base.query_pairs().any(|(k, _)| k == "negotiateVersion");
+    {
+        let mut q = url.query_pairs_mut();
+        if !has_version {
+            q.append_pair("negotiateVersion", "1");
+        }
+        if stateful {
+            q.append_pair("useStatefulReconnect", "true");
+        }
+    }
+    url
+}
+
+/// Resolves a token source to the token to send now (`None` for none, or an empty token).
+pub(crate) async fn token(source: &TokenSource, options: &HttpOptions) -> Result<Option<String>> {
+    let token = match source {
+        TokenSource::None => return Ok(None),
+        TokenSource::Fixed(t) => t.clone(),
+        TokenSource::Factory => match &options.access_token_factory {
+            Some(factory) => factory().await.map_err(TransportError::AccessToken)?,
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(token).filter(|t| !t.is_empty()))
+}
+
+pub(crate) fn bearer(token: &str) -> Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| TransportError::AccessToken("the token is not a valid header value".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Where the redirect chain stands: the URL to negotiate with next and the credentials for it.
+struct Hop {
+    url: Url,
+    source: TokenSource,
+    headers: HeaderMap,
+}
+
+impl Hop {
+    /// One negotiate request at this hop.
+    async fn request(
+        &self,
+        client: &reqwest::Client,
+        options: &HttpOptions,
+        attempt: u32,
+    ) -> Result<NegotiateResponse> {
+        let target = negotiate_url(&self.url, options.stateful_reconnect);
+        debug!(url = %Redacted(target.as_str()), attempt, "negotiate");
+        let mut request = client
+            .post(target)
+            .headers(self.headers.clone())
+            .timeout(options.request_timeout);
+        if let Some(token) = token(&self.source, options).await? {
+            request = request.header(AUTHORIZATION, bearer(&token)?);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| http_error("negotiate", e, options))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(TransportError::Status {
+                what: "negotiate",
+                status,
+            });
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| http_error("negotiate", e, options))?;
+        NegotiateResponse::parse(&body).map_err(TransportError::InvalidNegotiate)
+    }
+
+    /// Moves to a redirect's URL, checking it and deciding which credentials go along.
+    fn follow(
+        &mut self,
+        next: &str,
+        access_token: Option<String>,
+        origin: &url::Origin,
+        options: &HttpOptions,
+    ) -> Result<()> {
+        let next = Url::parse(next).map_err(|e| TransportError::InvalidUrl {
+            url: redact(next),
+            reason: e.to_string(),
+        })?;
+        if next == self.url {
+            return Err(TransportError::RedirectLoop {
+                url: redact(next.as_str()),
+            });
+        }
+        if self.url.scheme() == "https" && next.scheme() != "https" {
+            return Err(TransportError::InsecureRedirect {
+                url: redact(next.as_str()),
+            });
+        }
+        let redirect_token = access_token.map(TokenSource::Fixed);
+        let current = std::mem::replace(&mut self.source, TokenSource::None);
+        self.source = if next.origin() == *origin {
+            redirect_token.unwrap_or(current)
+        } else {
+            match options.cross_origin_redirects {
+                CrossOriginRedirects::Refuse => {
+                    let reason = "redirect to another origin refused".into();
+                    return Err(TransportError::InvalidUrl {
+                        url: redact(next.as_str()),
+                        reason,
+                    });
+                }
+                CrossOriginRedirects::KeepCredentials => redirect_token.unwrap_or(current),
+                // The default: nothing of the user's goes to a host they did not name.
+                _ => {
+                    self.headers.clear();
+                    redirect_token.unwrap_or(TokenSource::None)
+                }
+            }
+        };
+        debug!(to = %Redacted(next.as_str()), "negotiate redirect");
+        self.url = next;
+        Ok(())
+    }
+}
+
+/// Negotiates with the hub at `url`, following redirects as `options` allow.
+pub async fn negotiate(
+    client: &reqwest::Client,
+    url: &Url,
+    options: &HttpOptions,
+) -> Result<Negotiated> {
+    let origin = url.origin();
+    let source = if options.access_token_factory.is_some() {
+        TokenSource::Factory
+    } else {
+        TokenSource::None
+    };
+    let mut hop = Hop {
+        url: url.clone(),
+        source,
+        headers: options.headers.clone(),
+    };
+    let limit = options.max_redirects.clamp(1, 100);
+    for attempt in 1..=limit {
+        match hop.request(client, options, attempt).await? {
+            NegotiateResponse::Error(e) => return Err(TransportError::Negotiate(e)),
+            NegotiateResponse::Connection(connection) => {
+                if connection.use_stateful_reconnect && !options.stateful_reconnect {
+                    return Err(TransportError::UnrequestedStatefulReconnect);
+                }
+                return Ok(Negotiated {
+                    url: hop.url,
+                    connection,
+                    token: hop.source,
+                    headers: hop.headers,
+                });
+            }
+            NegotiateResponse::Redirect {
+                url: next,
+                access_token,
+            } => {
+                if attempt == limit {
+                    return Err(TransportError::RedirectLimit { limit });
+                }
+                hop.follow(&next, access_token, &origin, options)?;
+            }
+            _ => {
+                return Err(TransportError::Negotiate(
+                    "unsupported negotiate response".into(),
+                ));
+            }
+        }
+    }
+    Err(TransportError::RedirectLimit { limit })
+}
+
+/// A reqwest failure as a transport error: timeouts become `Timeout`. The URL inside reqwest's
+/// error is dropped (`without_url`) so that tokens in query strings never reach messages.
+pub(crate) fn http_error(
+    what: &'static str,
+    e: reqwest::Error,
+    options: &HttpOptions,
+) -> TransportError {
+    if e.is_timeout() {
+        TransportError::Timeout {
+            what,
+            after: options.request_timeout,
+        }
+    } else {
+        TransportError::Http {
+            what,
+            source: e.without_url().into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiate_urls() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(
+            negotiate_url(&u("http://h/hub"), false).as_str(),
+            "http://h/hub/negotiate?negotiateVersion=1"
+        );
+        assert_eq!(
+            negotiate_url(&u("http://h/hub/"), false).as_str(),
+            "http://h/hub/negotiate?negotiateVersion=1"
+        );
+        assert_eq!(
+            negotiate_url(&u("http://h/hub?tenant=a"), true).as_str(),
+            "http://h/hub/negotiate?tenant=a&negotiateVersion=1&useStatefulReconnect=true"
+        );
+        assert_eq!(
+            negotiate_url(&u("http://h/hub?negotiateVersion=0"), false).as_str(),
+            "http://h/hub/negotiate?negotiateVersion=0"
+        );
+    }
+}
