@@ -50,7 +50,14 @@
 //!
 //! # TLS
 //!
-//! Not yet built in: `https`/`wss` URLs fail to connect until a TLS backend is added.
+//! With the default `rustls` feature, `https`/`wss` use rustls (aws-lc-rs provider, as reqwest's own TLS) and trust
+//! Mozilla's roots plus [`TlsOptions::extra_roots`]. One configuration serves every transport, so
+//! verification is on for all of them, or, with [`TlsOptions::danger_accept_invalid_certs`]
+//! (tests only), off for all of them.
+//!
+//! # Features
+//!
+//! - `rustls` (default): TLS as above. Without it, `https`/`wss` fail with a clear error.
 
 mod connect;
 mod error;
@@ -59,6 +66,7 @@ mod negotiate;
 mod options;
 mod redact;
 mod sse;
+mod tls;
 mod websocket;
 
 use async_trait::async_trait;
@@ -71,6 +79,7 @@ pub use options::{AccessTokenFactory, CrossOriginRedirects, HttpOptions, WebSock
 pub use redact::{Redacted, redact};
 pub use signalr_protocol::{TransferFormat, TransportKind};
 pub use sse::SseTransport;
+pub use tls::TlsOptions;
 pub use websocket::WebSocketTransport;
 
 /// A started transport: bytes out, bytes in.

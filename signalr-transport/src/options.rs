@@ -90,6 +90,8 @@ pub struct HttpOptions {
     pub max_message_size: usize,
     /// WebSocket buffer sizes.
     pub websocket: WebSocketOptions,
+    /// Which certificates to trust (`https`/`wss`).
+    pub tls: crate::TlsOptions,
     /// A client to reuse (connection pool, proxies); one is built when `None`.
     pub http_client: Option<reqwest::Client>,
 }
@@ -110,6 +112,7 @@ impl Default for HttpOptions {
             poll_timeout: Duration::from_secs(100),
             max_message_size: signalr_protocol::DEFAULT_MAX_MESSAGE_SIZE,
             websocket: WebSocketOptions::default(),
+            tls: crate::TlsOptions::default(),
             http_client: None,
         }
     }
@@ -136,6 +139,7 @@ impl fmt::Debug for HttpOptions {
             .field("poll_timeout", &self.poll_timeout)
             .field("max_message_size", &self.max_message_size)
             .field("websocket", &self.websocket)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -215,6 +219,13 @@ impl HttpOptions {
         self
     }
 
+    /// Sets which certificates to trust.
+    #[must_use]
+    pub fn tls(mut self, tls: crate::TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Sets the largest message accepted from the server.
     #[must_use]
     pub fn max_message_size(mut self, max: usize) -> Self {
@@ -226,7 +237,11 @@ impl HttpOptions {
         if let Some(c) = &self.http_client {
             return Ok(c.clone());
         }
-        reqwest::Client::builder()
+        let builder = reqwest::Client::builder();
+        #[cfg(feature = "rustls")]
+        let builder =
+            builder.tls_backend_preconfigured((*crate::tls::client_config(&self.tls)?).clone());
+        builder
             .tcp_nodelay(true)
             .connect_timeout(self.connect_timeout)
             // SignalR redirects are negotiate bodies; HTTP redirects are not followed, so that

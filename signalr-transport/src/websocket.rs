@@ -16,7 +16,7 @@ use tokio::{
     net::TcpStream,
 };
 use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
+    WebSocketStream,
     tungstenite::{
         Message, Utf8Bytes,
         handshake::{client::generate_key, derive_accept_key},
@@ -31,9 +31,10 @@ use crate::{
     negotiate::bearer,
     options::HttpOptions,
     redact::{Redacted, redact},
+    tls::{Stream, TlsOptions, connect_tls},
 };
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Socket = WebSocketStream<Stream>;
 
 /// A connected WebSocket.
 #[derive(Debug)]
@@ -91,7 +92,7 @@ impl WebSocketTransport {
         config.max_frame_size = Some(options.max_message_size.saturating_mul(2));
         let socket = tokio::time::timeout(
             options.connect_timeout,
-            upgrade(&url, headers, token, config),
+            upgrade(&url, headers, token, config, &options.tls),
         )
         .await
         .map_err(|_| TransportError::Timeout {
@@ -122,19 +123,23 @@ async fn upgrade(
     headers: &HeaderMap,
     token: Option<&str>,
     config: WebSocketConfig,
+    tls: &TlsOptions,
 ) -> Result<Socket> {
     let invalid = |reason: &str| TransportError::InvalidUrl {
         url: redact(url.as_str()),
         reason: reason.into(),
     };
-    if url.scheme() != "ws" {
-        return Err(invalid("TLS (wss) is not supported yet"));
-    }
     let host = url.host_str().ok_or_else(|| invalid("no host"))?;
     let port = url.port_or_known_default().unwrap_or(80);
     let io = |e: std::io::Error| TransportError::WebSocket(e.into());
-    let mut tcp = TcpStream::connect((host, port)).await.map_err(io)?;
+    let tcp = TcpStream::connect((host, port)).await.map_err(io)?;
     tcp.set_nodelay(true).map_err(io)?;
+    let mut tcp = if url.scheme() == "wss" {
+        // IPv6 literals come bracketed in URLs; the TLS server name is the bare address.
+        connect_tls(tcp, host.trim_start_matches('[').trim_end_matches(']'), tls).await?
+    } else {
+        Stream::Plain(tcp)
+    };
     let key = generate_key();
     tcp.write_all(&request_head(url, host, &key, headers, token)?)
         .await
@@ -151,13 +156,7 @@ async fn upgrade(
             "the server's Sec-WebSocket-Accept does not match".into(),
         ));
     }
-    Ok(WebSocketStream::from_partially_read(
-        MaybeTlsStream::Plain(tcp),
-        leftover,
-        Role::Client,
-        Some(config),
-    )
-    .await)
+    Ok(WebSocketStream::from_partially_read(tcp, leftover, Role::Client, Some(config)).await)
 }
 
 /// The upgrade request: request line, the WebSocket headers, the user's headers, the token.
@@ -197,7 +196,7 @@ fn request_head(
 
 /// Reads the response head: the status, `Sec-WebSocket-Accept`, and the bytes after the head
 /// (they already belong to the WebSocket).
-async fn read_response_head(tcp: &mut TcpStream) -> Result<(u16, Option<String>, Vec<u8>)> {
+async fn read_response_head(tcp: &mut Stream) -> Result<(u16, Option<String>, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         let mut chunk = [0u8; 1024];
