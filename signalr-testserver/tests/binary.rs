@@ -23,24 +23,33 @@ impl Drop for Server {
 }
 
 fn start(args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_signalr-testserver"))
+    let child = Command::new(env!("CARGO_BIN_EXE_signalr-testserver"))
         .args(["--port", "0"])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // From here on the guard kills the process, even if the checks below fail.
+    let mut server = Server {
+        child,
+        url: String::new(),
+    };
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(server.child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    let url = first
+    first
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("first line was {first:?}"))
-        .to_owned();
-    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    Server { child, url }
+        .clone_into(&mut server.url);
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    server
 }
 
 async fn negotiate(url: &str, query: &str) -> (u16, Vec<u8>) {
