@@ -1,1 +1,1 @@
-//! Runnable examples for the `signalr-*` crates. Run the demo with `cargo run -p examples --bin demo`.
+//! Runnable examples for the `signalr-*` crates. The end-to-end demo: `cargo run -p examples --bin demo`.

@@ -1,151 +1,204 @@
 //! Run with: `cargo run -p examples --bin demo`
 //!
-//! Until the client and the test server exist, the demo shows the protocol layer: it encodes a
-//! handshake and a conversation of hub messages in both hub protocols, prints the bytes, then
-//! decodes them back one byte at a time, as a transport that delivers tiny reads would.
+//! The end-to-end demo: it starts the test server in this process, connects two clients to it
+//! (one JSON, one MessagePack), makes calls, streams, answers a client-result call, talks
+//! through a group, and survives two faults: a dropped transport (`AbortMe`) and a half-open
+//! link (`Blackhole`), found by the client's server timeout. It ends by showing the bytes of one
+//! call in both hub protocols.
 
-use std::{fmt::Write as _, sync::Arc};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use signalr_protocol::{
-    Ack, Arguments, CancelInvocation, Close, Completion, CompletionResult, HandshakeRequest,
-    HandshakeResponse, HubMessage, HubProtocol, Invocation, JsonHubProtocol, MessageDecoder,
-    MessagePackHubProtocol, Payload, ProtocolError, StreamInvocation, StreamItem,
+use signalr_client::{
+    HubConnection, HubConnectionBuilder, HubConnectionState,
+    protocol::{
+        Arguments, HubMessage, HubProtocol, Invocation, JsonHubProtocol, MessagePackHubProtocol,
+    },
+    reconnect::FixedDelays,
 };
+use signalr_testserver::{ServerConfig, TestServer};
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct Tick {
-    seq: u32,
-    label: String,
+#[derive(Debug, Serialize, Deserialize)]
+struct Reading {
+    sensor: String,
+    celsius: f64,
 }
 
-fn conversation(protocol: &dyn HubProtocol) -> Result<Vec<HubMessage>, ProtocolError> {
-    let f = protocol.payload_format();
-    Ok(vec![
-        HubMessage::Invocation(Invocation::new(
-            "0",
-            "Add",
-            Arguments::from_values(f, &(40, 2))?,
-        )),
-        HubMessage::Completion(Completion::value("0", Payload::from_value(f, &42)?)),
-        HubMessage::Invocation(Invocation::non_blocking(
-            "Broadcast",
-            Arguments::from_values(f, &("chat", "hello \u{1e} world"))?,
-        )),
-        HubMessage::StreamInvocation(StreamInvocation::new(
-            "1",
-            "Counter",
-            Arguments::from_values(f, &(3, 10))?,
-        )),
-        HubMessage::StreamItem(StreamItem::new(
-            "1",
-            Payload::from_value(
-                f,
-                &Tick {
-                    seq: 0,
-                    label: "zero".into(),
-                },
-            )?,
-        )),
-        HubMessage::CancelInvocation(CancelInvocation::new("1")),
-        HubMessage::Completion(Completion::error("2", "Client didn't provide a result.")),
-        HubMessage::Ping,
-        HubMessage::Ack(Ack::new(1394)),
-        HubMessage::Close(Close::new(Some("server restarting".into()), true)),
-    ])
-}
-
-fn show(bytes: &[u8], text: bool) -> String {
-    if text {
-        String::from_utf8_lossy(bytes).replace('\u{1e}', "<RS>")
-    } else {
-        bytes.iter().fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x} ");
-            s
-        })
+/// An error and its causes, `outer: inner: …`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
     }
+    text
 }
 
-fn run(protocol: &Arc<dyn HubProtocol>) -> Result<(), Box<dyn std::error::Error>> {
-    let text = protocol.name() == "json";
+fn events(name: &'static str, conn: &HubConnection, started: Instant) {
+    let at = move || format!("{:>5} ms", started.elapsed().as_millis());
+    conn.on_reconnecting(move |e| {
+        println!(
+            "  [{}] {name}: reconnecting ({})",
+            at(),
+            e.map(|e| chain(e)).unwrap_or_default()
+        );
+    });
+    let at = move || format!("{:>5} ms", started.elapsed().as_millis());
+    conn.on_reconnected(move |id| {
+        println!("  [{}] {name}: reconnected as {}", at(), id.unwrap_or("-"));
+    });
+    let at = move || format!("{:>5} ms", started.elapsed().as_millis());
+    conn.on_close(move |e| {
+        println!(
+            "  [{}] {name}: closed{}",
+            at(),
+            e.map(|e| format!(" ({})", chain(e))).unwrap_or_default()
+        );
+    });
+}
+
+#[allow(clippy::disallowed_methods)] // the demo prints wall-clock timings
+fn clock() -> Instant {
+    Instant::now()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let started = clock();
+    let server = TestServer::start(ServerConfig::default()).await?;
+    println!("test server listening on {}", server.url());
+
+    // Alice speaks JSON, with a short keep-alive so that a dead link is found in about a second.
+    let alice = HubConnectionBuilder::new(server.url())
+        .with_automatic_reconnect_policy(FixedDelays::from_millis(&[0, 200, 500, 1000]))
+        .with_keep_alive_interval(Duration::from_millis(300))
+        .with_server_timeout(Duration::from_secs(1))
+        .build()?;
+    // Bob speaks MessagePack.
+    let bob = HubConnectionBuilder::new(server.url())
+        .with_messagepack()
+        .with_automatic_reconnect()
+        .build()?;
+    events("alice", &alice, started);
+    events("bob", &bob, started);
+    let news = bob.on("news", |(text,): (String,)| async move {
+        println!("  bob got news: {text}");
+    });
+    let question = alice.on_invoke("confirm", |(what,): (String,)| async move {
+        Ok::<_, String>(format!("yes, {what}"))
+    });
+    alice.start().await?;
+    bob.start().await?;
     println!(
-        "== {} protocol (version {}, {:?} transfer format)",
-        protocol.name(),
-        protocol.version(),
-        protocol.transfer_format()
+        "alice connected as {:?}, bob as {:?}",
+        alice.connection_id(),
+        bob.connection_id()
     );
 
-    let mut handshake = BytesMut::new();
-    HandshakeRequest::new(protocol.name(), 1).encode(&mut handshake);
-    println!("client handshake  {}", show(&handshake, true));
-
-    // What a server sends back: the handshake response and, in the same read, the conversation.
-    let mut wire = BytesMut::new();
-    HandshakeResponse::ok().encode(&mut wire);
-    let messages = conversation(&**protocol)?;
-    for m in &messages {
-        let start = wire.len();
-        protocol.encode(m, &mut wire)?;
-        println!(
-            "  {:<16} {}",
-            format!("{:?}", m.message_type()),
-            show(&wire[start..], text)
-        );
+    println!("\n== calls");
+    let sum: i64 = alice.invoke("Add", (40, 2)).await?;
+    println!("  Add(40, 2) = {sum}");
+    let echoed: Reading = bob
+        .invoke(
+            "Echo",
+            (Reading {
+                sensor: "hall".into(),
+                celsius: 21.5,
+            },),
+        )
+        .await?;
+    println!("  Echo(reading) = {echoed:?}");
+    match alice.invoke::<()>("Fail", ("on purpose",)).await {
+        Err(e) => println!("  Fail(\"on purpose\") -> error: {e}"),
+        Ok(()) => println!("  Fail unexpectedly succeeded"),
     }
+    let answer: String = alice.invoke("AskClient", ("confirm", "the order")).await?;
+    println!("  AskClient: the server asked alice and got {answer:?}");
 
-    // Decode it back one byte at a time.
-    let mut pending = wire.clone();
-    let mut fed = BytesMut::new();
-    let response = loop {
-        let Some(&byte) = pending.first() else {
-            return Err("no handshake response".into());
+    println!("\n== streams");
+    let counted: Vec<i32> = alice
+        .stream::<i32>("Counter", (5, 20))
+        .await?
+        .filter_map(|i| async move { i.ok() })
+        .collect()
+        .await;
+    println!("  Counter(5) = {counted:?}");
+    let mut long = bob.stream::<i32>("Counter", (1_000_000, 1)).await?;
+    let first: Vec<i32> = long
+        .by_ref()
+        .take(3)
+        .filter_map(|i| async move { i.ok() })
+        .collect()
+        .await;
+    drop(long);
+    println!("  Counter(1000000) cancelled after {first:?}");
+
+    println!("\n== groups");
+    bob.invoke::<String>("JoinGroup", ("ops",)).await?;
+    alice
+        .invoke::<String>("SendToGroup", ("ops", "news", "deploy at 5"))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    println!("\n== faults");
+    println!("  alice asks the server to drop her transport (AbortMe)");
+    let _ = alice.invoke::<()>("AbortMe", ()).await;
+    wait_for(&alice, HubConnectionState::Connected).await;
+    println!(
+        "  alice after the reconnect: Add(1, 2) = {}",
+        alice.invoke::<i64>("Add", (1, 2)).await?
+    );
+    println!("  the server blackholes alice's link for 3 s (a pulled cable: no FIN, no RST)");
+    alice.send("Blackhole", (3000,)).await?;
+    wait_for(&alice, HubConnectionState::Reconnecting).await;
+    wait_for(&alice, HubConnectionState::Connected).await;
+    println!(
+        "  alice after the second reconnect: Add(2, 3) = {}",
+        alice.invoke::<i64>("Add", (2, 3)).await?
+    );
+
+    show_wire_format()?;
+
+    drop((news, question));
+    alice.stop().await?;
+    bob.stop().await?;
+    server.shutdown().await;
+    println!("\ndone in {} ms", started.elapsed().as_millis());
+    Ok(())
+}
+
+/// Prints one call's bytes in both hub protocols.
+fn show_wire_format() -> Result<(), Box<dyn std::error::Error>> {
+    println!("\n== on the wire: Invocation Add(40, 2), id 7");
+    for protocol in [
+        &JsonHubProtocol::new() as &dyn HubProtocol,
+        &MessagePackHubProtocol::new(),
+    ] {
+        let args = Arguments::from_values(protocol.payload_format(), &(40, 2))?;
+        let mut wire = BytesMut::new();
+        protocol.encode(
+            &HubMessage::Invocation(Invocation::new("7", "Add", args)),
+            &mut wire,
+        )?;
+        let shown = if protocol.name() == "json" {
+            String::from_utf8_lossy(&wire).replace('\u{1e}', "<RS>")
+        } else {
+            wire.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
-        let _ = pending.split_to(1);
-        fed.extend_from_slice(&[byte]);
-        if let Some(r) = HandshakeResponse::decode(&mut fed, 1024)? {
-            break r;
-        }
-    };
-    println!("server handshake  {response:?}");
-    let mut decoder = MessageDecoder::with_buffer(Arc::clone(protocol), fed);
-    let mut decoded = Vec::new();
-    for byte in &pending {
-        decoder.push(std::slice::from_ref(byte));
-        while let Some(m) = decoder.next_message()? {
-            decoded.push(m);
-        }
+        println!("  {:<11} {shown}", protocol.name());
     }
-    decoder.finish()?;
-    assert_eq!(decoded, messages, "decoding gives back what was encoded");
-    println!(
-        "decoded {} messages one byte at a time, identical to what was sent",
-        decoded.len()
-    );
-
-    // Payloads stay raw until a type is asked for.
-    if let HubMessage::StreamItem(item) = &decoded[4] {
-        println!(
-            "stream item bound to a type: {:?}",
-            item.item.deserialize::<Tick>()?
-        );
-    }
-    if let HubMessage::Completion(Completion {
-        result: CompletionResult::Value(v),
-        ..
-    }) = &decoded[1]
-    {
-        println!("Add(40, 2) completed with {}", v.deserialize::<i64>()?);
-    }
-    println!();
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run(&(Arc::new(JsonHubProtocol::new()) as Arc<dyn HubProtocol>))?;
-    run(&(Arc::new(MessagePackHubProtocol::new()) as Arc<dyn HubProtocol>))?;
-    println!(
-        "The end-to-end demo (client against the embedded test server) arrives with signalr-client."
-    );
-    Ok(())
+/// Waits (up to 10 s) until the connection is in `state`.
+async fn wait_for(conn: &HubConnection, state: HubConnectionState) {
+    let mut states = conn.state_changes();
+    let _ = tokio::time::timeout(Duration::from_secs(10), states.wait_for(|s| *s == state)).await;
 }

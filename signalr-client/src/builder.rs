@@ -1,0 +1,147 @@
+//! [`HubConnectionBuilder`].
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use signalr_protocol::{HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransportKind};
+use signalr_reconnect::{FixedDelays, KeepAliveConfig, RetryPolicy};
+use signalr_transport::{BoxError, HttpOptions, hub_url};
+
+use crate::{HubConnection, connection::Config, error::BuildError};
+
+/// Builds a [`HubConnection`]. Settings are checked by [`build`](Self::build), never by the
+/// setters.
+#[derive(Debug)]
+pub struct HubConnectionBuilder {
+    url: String,
+    protocol: Option<Arc<dyn HubProtocol>>,
+    http: HttpOptions,
+    retry: Option<Arc<dyn RetryPolicy>>,
+    keep_alive: KeepAliveConfig,
+    stream_buffer: usize,
+}
+
+impl HubConnectionBuilder {
+    /// A builder for the hub at `url` (`http`, `https`, `ws` or `wss`).
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            protocol: None,
+            http: HttpOptions::default(),
+            retry: None,
+            keep_alive: KeepAliveConfig::default(),
+            stream_buffer: 256,
+        }
+    }
+
+    /// Uses `protocol` (JSON by default).
+    #[must_use]
+    pub fn with_protocol(mut self, protocol: impl HubProtocol) -> Self {
+        self.protocol = Some(Arc::new(protocol));
+        self
+    }
+
+    /// Uses the MessagePack hub protocol.
+    #[must_use]
+    pub fn with_messagepack(self) -> Self {
+        self.with_protocol(MessagePackHubProtocol::new())
+    }
+
+    /// Restricts the transports, tried in this order among those the server offers.
+    #[must_use]
+    pub fn with_transports(mut self, transports: impl IntoIterator<Item = TransportKind>) -> Self {
+        self.http = self.http.transports(transports);
+        self
+    }
+
+    /// Connects a WebSocket straight to the URL, without negotiate.
+    #[must_use]
+    pub fn with_skip_negotiation(mut self) -> Self {
+        self.http = self.http.skip_negotiation(true);
+        self
+    }
+
+    /// Gets bearer tokens from `factory`, called for every negotiate and every (re)connect.
+    #[must_use]
+    pub fn with_access_token<F, Fut>(mut self, factory: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, BoxError>> + Send + 'static,
+    {
+        self.http = self.http.access_token_factory(factory);
+        self
+    }
+
+    /// Replaces the transport options (headers, TLS, timeouts, redirects, …).
+    #[must_use]
+    pub fn with_http_options(mut self, http: HttpOptions) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// Reconnects automatically with the SignalR default delays: 0, 2, 10 and 30 s, then gives up.
+    #[must_use]
+    pub fn with_automatic_reconnect(self) -> Self {
+        self.with_automatic_reconnect_policy(FixedDelays::dotnet_default())
+    }
+
+    /// Reconnects automatically as `policy` says (any `signalr_reconnect` policy, or your own).
+    #[must_use]
+    pub fn with_automatic_reconnect_policy(mut self, policy: impl RetryPolicy) -> Self {
+        self.retry = Some(Arc::new(policy));
+        self
+    }
+
+    /// Sends a Ping after this long without sending anything (15 s).
+    #[must_use]
+    pub fn with_keep_alive_interval(mut self, interval: Duration) -> Self {
+        self.keep_alive.keep_alive_interval = interval;
+        self
+    }
+
+    /// Declares the server gone after this long without receiving anything (30 s).
+    #[must_use]
+    pub fn with_server_timeout(mut self, timeout: Duration) -> Self {
+        self.keep_alive.server_timeout = timeout;
+        self
+    }
+
+    /// Gives up on a handshake after this long (15 s).
+    #[must_use]
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.keep_alive.handshake_timeout = timeout;
+        self
+    }
+
+    /// Items buffered per server-to-client stream before a consumer that does not keep up gets
+    /// [`HubError::StreamConsumerTooSlow`](crate::HubError::StreamConsumerTooSlow) (256).
+    #[must_use]
+    pub fn with_stream_buffer(mut self, items: usize) -> Self {
+        self.stream_buffer = items;
+        self
+    }
+
+    /// Checks the settings and builds the connection (not yet started).
+    pub fn build(self) -> Result<HubConnection, BuildError> {
+        hub_url(&self.url).map_err(BuildError::Url)?;
+        self.keep_alive.validate().map_err(BuildError::KeepAlive)?;
+        if self.http.transports.is_empty() {
+            return Err(BuildError::NoTransport);
+        }
+        if self.http.skip_negotiation && !self.http.transports.contains(&TransportKind::WebSockets)
+        {
+            return Err(BuildError::SkipNegotiationNeedsWebSockets);
+        }
+        let protocol = self
+            .protocol
+            .unwrap_or_else(|| Arc::new(JsonHubProtocol::new()));
+        let http = self.http.max_message_size(protocol.max_message_size());
+        Ok(HubConnection::new(Config {
+            url: self.url,
+            protocol,
+            http,
+            retry: self.retry,
+            keep_alive: self.keep_alive,
+            stream_buffer: self.stream_buffer.max(1),
+        }))
+    }
+}

@@ -1,0 +1,411 @@
+//! [`HubConnection`]: the handle users hold.
+
+use std::{
+    future::Future,
+    marker::PhantomData,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use futures_util::FutureExt as _;
+use serde::{Serialize, de::DeserializeOwned};
+use signalr_protocol::{Arguments, HubProtocol, Payload, PayloadFormat};
+use signalr_reconnect::{KeepAliveConfig, RetryPolicy};
+use signalr_transport::HttpOptions;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{
+    driver::{self, Command, Driver},
+    error::{HubError, Result},
+    handlers::{HandlerFn, Handlers, Outcome, Subscription},
+    stream::HubStream,
+};
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HubConnectionState {
+    /// Not connected; `start` may be called.
+    Disconnected,
+    /// `start` is negotiating, connecting or shaking hands.
+    Connecting,
+    /// Connected: calls go out.
+    Connected,
+    /// `stop` is closing the connection.
+    Disconnecting,
+    /// The connection was lost and the retry policy is trying again.
+    Reconnecting,
+}
+
+/// What a connection was built with.
+pub(crate) struct Config {
+    pub(crate) url: String,
+    pub(crate) protocol: Arc<dyn HubProtocol>,
+    pub(crate) http: HttpOptions,
+    pub(crate) retry: Option<Arc<dyn RetryPolicy>>,
+    pub(crate) keep_alive: KeepAliveConfig,
+    pub(crate) stream_buffer: usize,
+}
+
+type ErrorCallback = Arc<dyn Fn(Option<&HubError>) + Send + Sync>;
+type IdCallback = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
+/// State shared by the handles and the driver.
+pub(crate) struct Shared {
+    state: watch::Sender<HubConnectionState>,
+    connection_id: Mutex<Option<String>>,
+    pub(crate) handlers: Arc<Handlers>,
+    on_reconnecting: Mutex<Vec<ErrorCallback>>,
+    on_reconnected: Mutex<Vec<IdCallback>>,
+    on_close: Mutex<Vec<ErrorCallback>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn set_state(&self, state: HubConnectionState) {
+        self.state.send_replace(state);
+    }
+
+    pub(crate) fn set_connection_id(&self, id: Option<String>) {
+        *lock(&self.connection_id) = id;
+    }
+
+    pub(crate) fn emit_reconnecting(&self, error: &HubError) {
+        let callbacks = lock(&self.on_reconnecting).clone();
+        for f in &callbacks {
+            f(Some(error));
+        }
+    }
+
+    pub(crate) fn emit_reconnected(&self, id: Option<&str>) {
+        let callbacks = lock(&self.on_reconnected).clone();
+        for f in &callbacks {
+            f(id);
+        }
+    }
+
+    pub(crate) fn emit_closed(&self, error: Option<&HubError>) {
+        let callbacks = lock(&self.on_close).clone();
+        for f in &callbacks {
+            f(error);
+        }
+    }
+}
+
+struct Inner {
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    next_id: AtomicU64,
+}
+
+/// A connection to a SignalR hub. Cheap to clone; every clone drives the same connection, and
+/// dropping the last one stops it.
+#[derive(Clone)]
+pub struct HubConnection {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HubConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConnection")
+            .field("url", &signalr_transport::Redacted(&self.inner.config.url))
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubConnection {
+    pub(crate) fn new(config: Config) -> Self {
+        let (state, _) = watch::channel(HubConnectionState::Disconnected);
+        let shared = Arc::new(Shared {
+            state,
+            connection_id: Mutex::new(None),
+            handlers: Arc::new(Handlers::default()),
+            on_reconnecting: Mutex::default(),
+            on_reconnected: Mutex::default(),
+            on_close: Mutex::default(),
+        });
+        Self {
+            inner: Arc::new(Inner {
+                config: Arc::new(config),
+                shared,
+                commands: Mutex::new(None),
+                next_id: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Connects: negotiate, transport, handshake. Fails if the connection is not
+    /// `Disconnected`, or with the reason the connection could not be made; a `stop` meanwhile
+    /// makes it fail with [`HubError::Stopped`].
+    pub async fn start(&self) -> Result<()> {
+        let started = {
+            let mut commands = lock(&self.inner.commands);
+            let state = self.state();
+            if state != HubConnectionState::Disconnected {
+                return Err(HubError::InvalidState {
+                    operation: "start",
+                    state,
+                });
+            }
+            self.inner.shared.set_state(HubConnectionState::Connecting);
+            let (tx, rx) = mpsc::channel(1024);
+            let (started_tx, started_rx) = oneshot::channel();
+            let driver = Driver::new(
+                Arc::clone(&self.inner.config),
+                Arc::clone(&self.inner.shared),
+                rx,
+            );
+            tokio::spawn(driver.run(started_tx));
+            *commands = Some(tx);
+            started_rx
+        };
+        match started.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(HubError::Stopped),
+        }
+    }
+
+    /// Closes the connection (a Close message, then the transport), cancelling a `start` or a
+    /// reconnect in progress. Calls in flight fail with [`HubError::Stopped`].
+    pub async fn stop(&self) -> Result<()> {
+        let Some(commands) = lock(&self.inner.commands).take() else {
+            return Ok(());
+        };
+        let (reply, stopped) = oneshot::channel();
+        if commands.send(Command::Stop { reply }).await.is_ok() {
+            let _ = stopped.await;
+        }
+        Ok(())
+    }
+
+    /// The current state.
+    pub fn state(&self) -> HubConnectionState {
+        *self.inner.shared.state.borrow()
+    }
+
+    /// Every state change, as a `watch` receiver (`changed().await`, then `borrow()`).
+    pub fn state_changes(&self) -> watch::Receiver<HubConnectionState> {
+        self.inner.shared.state.subscribe()
+    }
+
+    /// The connection id the server gave in negotiate; `None` when not connected or when
+    /// negotiation was skipped.
+    pub fn connection_id(&self) -> Option<String> {
+        lock(&self.inner.shared.connection_id).clone()
+    }
+
+    fn format(&self) -> PayloadFormat {
+        self.inner.config.protocol.payload_format()
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Command>> {
+        lock(&self.inner.commands)
+            .clone()
+            .ok_or(HubError::NotConnected {
+                state: self.state(),
+            })
+    }
+
+    fn next_id(&self) -> String {
+        self.inner
+            .next_id
+            .fetch_add(1, Ordering::Relaxed)
+            .to_string()
+    }
+
+    fn arguments<A: Serialize + ?Sized>(&self, args: &A) -> Result<Arguments> {
+        Arguments::from_values(self.format(), args).map_err(HubError::Payload)
+    }
+
+    async fn command(&self, command: Command) -> Result<()> {
+        self.sender()?
+            .send(command)
+            .await
+            .map_err(|_| HubError::NotConnected {
+                state: self.state(),
+            })
+    }
+
+    /// Calls `method` with `args` (a tuple such as `(40, 2)`, or `()` for none) and waits for
+    /// its result, bound to `T` (`()` for a void method).
+    ///
+    /// Cancel safety: dropping the future abandons the result; the call itself may still run.
+    pub async fn invoke<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<T> {
+        let (reply, result) = oneshot::channel();
+        let command = Command::Invoke {
+            id: self.next_id(),
+            target: method.to_owned(),
+            arguments: self.arguments(&args)?,
+            reply,
+        };
+        self.command(command).await?;
+        let result = result.await.map_err(|_| HubError::Stopped)??;
+        driver::bind(result, self.format())
+    }
+
+    /// Calls `method` without waiting for (or getting) a result: fire and forget. Returns once
+    /// the message was written to the transport.
+    pub async fn send(&self, method: &str, args: impl Serialize) -> Result<()> {
+        let (reply, sent) = oneshot::channel();
+        self.command(Command::Send {
+            target: method.to_owned(),
+            arguments: self.arguments(&args)?,
+            reply,
+        })
+        .await?;
+        sent.await.map_err(|_| HubError::Stopped)?
+    }
+
+    /// Calls the streaming `method` and returns its items as a stream of `T`. Dropping the
+    /// stream before its end cancels the call on the server.
+    pub async fn stream<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+    ) -> Result<HubStream<T>> {
+        let commands = self.sender()?;
+        let (items_tx, items) = mpsc::channel(self.inner.config.stream_buffer);
+        let id = self.next_id();
+        let command = Command::Stream {
+            id: id.clone(),
+            target: method.to_owned(),
+            arguments: self.arguments(&args)?,
+            items: items_tx,
+        };
+        commands
+            .send(command)
+            .await
+            .map_err(|_| HubError::NotConnected {
+                state: self.state(),
+            })?;
+        Ok(HubStream {
+            id,
+            items,
+            commands,
+            done: false,
+            _type: PhantomData,
+        })
+    }
+
+    fn register(&self, target: &str, f: HandlerFn) -> Subscription {
+        let handlers = Arc::clone(&self.inner.shared.handlers);
+        let id = handlers.add(target, f);
+        Subscription {
+            handlers,
+            target: target.to_owned(),
+            id,
+        }
+    }
+
+    /// Runs `handler` whenever the server calls `target` (matched case-insensitively, as the
+    /// official clients do). Arguments bind to `A`, a tuple such as `(String, i64)`. Handlers run
+    /// one invocation at a time, in arrival order, on a task of their own.
+    pub fn on<A, F, Fut>(&self, target: &str, handler: F) -> Subscription
+    where
+        A: DeserializeOwned + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let target_name = target.to_owned();
+        self.register(
+            target,
+            Arc::new(move |args: Arguments, _format| {
+                let handler = Arc::clone(&handler);
+                let target = target_name.clone();
+                async move {
+                    match bind_args::<A>(&args) {
+                        Ok(a) => {
+                            handler(a).await;
+                            Outcome::Done
+                        }
+                        Err(e) => {
+                            Outcome::Failed(format!("arguments for '{target}' do not bind: {e}"))
+                        }
+                    }
+                }
+                .boxed()
+            }),
+        )
+    }
+
+    /// Answers the server's client-result invocations of `target` with the handler's value
+    /// (or its error). With no such handler the client answers "Client didn't provide a result."
+    pub fn on_invoke<A, R, F, Fut>(&self, target: &str, handler: F) -> Subscription
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<R, String>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let target_name = target.to_owned();
+        self.register(
+            target,
+            Arc::new(move |args: Arguments, format| {
+                let handler = Arc::clone(&handler);
+                let target = target_name.clone();
+                async move {
+                    let a = match bind_args::<A>(&args) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            return Outcome::Failed(format!(
+                                "arguments for '{target}' do not bind: {e}"
+                            ));
+                        }
+                    };
+                    match handler(a).await {
+                        Ok(value) => match Payload::from_value(format, &value) {
+                            Ok(p) => Outcome::Value(p),
+                            Err(e) => Outcome::Failed(e.to_string()),
+                        },
+                        Err(e) => Outcome::Failed(e),
+                    }
+                }
+                .boxed()
+            }),
+        )
+    }
+
+    /// Called when the connection is lost and the retry policy starts, with the reason.
+    pub fn on_reconnecting(&self, f: impl Fn(Option<&HubError>) + Send + Sync + 'static) {
+        lock(&self.inner.shared.on_reconnecting).push(Arc::new(f));
+    }
+
+    /// Called when a reconnect succeeded, with the new connection id.
+    pub fn on_reconnected(&self, f: impl Fn(Option<&str>) + Send + Sync + 'static) {
+        lock(&self.inner.shared.on_reconnected).push(Arc::new(f));
+    }
+
+    /// Called when the connection ends for good: `None` after `stop`, the error otherwise.
+    pub fn on_close(&self, f: impl Fn(Option<&HubError>) + Send + Sync + 'static) {
+        lock(&self.inner.shared.on_close).push(Arc::new(f));
+    }
+}
+
+/// Binds arguments, treating an empty list as `()` (serde reads `()` from null only).
+fn bind_args<A: DeserializeOwned>(
+    args: &Arguments,
+) -> std::result::Result<A, signalr_protocol::ProtocolError> {
+    args.deserialize::<A>().or_else(|e| {
+        if *args == Arguments::empty(args.format()) {
+            Payload::null(args.format())
+                .deserialize::<A>()
+                .map_err(|_| e)
+        } else {
+            Err(e)
+        }
+    })
+}

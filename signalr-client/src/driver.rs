@@ -1,0 +1,653 @@
+//! The driver: one task per started connection. It owns the transport, the decoder, the
+//! keep-alive and reconnect state machines and the table of calls in flight; handles talk to it
+//! over channels. Its one timer sleeps until the earlier of the keep-alive and reconnect
+//! deadlines, read from the sans-IO machines.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use bytes::BytesMut;
+use signalr_protocol::{
+    Arguments, CancelInvocation, Close, CompletionResult, HandshakeRequest, HandshakeResponse,
+    HubMessage, HubProtocol, Invocation, MessageDecoder, Payload, StreamInvocation, TransportKind,
+};
+use signalr_reconnect::{KeepAlive, KeepAliveEvent, Reason, Reconnect, ReconnectDecision};
+use signalr_transport::Transport;
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::{Instant, sleep_until},
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    HubConnectionState,
+    connection::{Config, Shared},
+    error::{HubError, Result},
+    handlers::{self, Dispatch},
+    rt,
+};
+
+/// Requests from handles to the driver.
+pub(crate) enum Command {
+    Invoke {
+        id: String,
+        target: String,
+        arguments: Arguments,
+        reply: oneshot::Sender<Result<CompletionResult>>,
+    },
+    Send {
+        target: String,
+        arguments: Arguments,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Stream {
+        id: String,
+        target: String,
+        arguments: Arguments,
+        items: mpsc::Sender<Result<Payload>>,
+    },
+    Cancel {
+        id: String,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A call waiting for the server.
+enum Pending {
+    Invoke(oneshot::Sender<Result<CompletionResult>>),
+    Stream(mpsc::Sender<Result<Payload>>),
+}
+
+/// One physical connection after a successful handshake.
+struct Session {
+    transport: Box<dyn Transport>,
+    decoder: MessageDecoder<Arc<dyn HubProtocol>>,
+    keep_alive: KeepAlive,
+    connection_id: Option<String>,
+    dispatch: mpsc::Sender<Dispatch>,
+    answers: mpsc::UnboundedReceiver<HubMessage>,
+}
+
+/// Why a connected session ended.
+enum Exit {
+    /// `stop()`; the replies to send once disconnected.
+    Stopped(Vec<oneshot::Sender<()>>),
+    /// Every handle was dropped.
+    Abandoned,
+    /// The connection was lost (or closed by the server); reconnect if allowed.
+    Lost(HubError),
+}
+
+fn to_instant(i: std::time::Instant) -> Instant {
+    Instant::from_std(i)
+}
+
+/// Negotiates, opens a transport and completes the handshake.
+async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
+    let protocol = Arc::clone(&config.protocol);
+    let mut conn =
+        signalr_transport::connect(&config.url, protocol.transfer_format(), &config.http)
+            .await
+            .map_err(HubError::Transport)?;
+    let mut hello = BytesMut::new();
+    HandshakeRequest::new(protocol.name(), 1).encode(&mut hello);
+    conn.transport
+        .send(hello.freeze())
+        .await
+        .map_err(HubError::Transport)?;
+    let handshake_timeout = config.keep_alive.handshake_timeout;
+    let mut buf = BytesMut::new();
+    let response = tokio::time::timeout(handshake_timeout, async {
+        loop {
+            match conn.transport.recv().await {
+                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                Some(Err(e)) => return Err(HubError::Transport(e)),
+                None => {
+                    return Err(HubError::Handshake(
+                        "the server closed the connection during the handshake".into(),
+                    ));
+                }
+            }
+            match HandshakeResponse::decode(&mut buf, protocol.max_message_size()) {
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(e) => return Err(HubError::Handshake(e.to_string())),
+            }
+        }
+    })
+    .await
+    .map_err(|_| HubError::HandshakeTimeout)??;
+    if let Some(error) = response.error {
+        let _ = conn.transport.close().await;
+        return Err(HubError::Handshake(error));
+    }
+    let now = rt::now();
+    let mut keep_alive =
+        KeepAlive::new(config.keep_alive, now).map_err(|e| HubError::Handshake(e.to_string()))?;
+    keep_alive.on_handshake_completed(now);
+    if conn.transport.kind() == TransportKind::LongPolling {
+        // The poll cycle keeps long polling alive; the official clients neither ping nor time
+        // out the server there.
+        keep_alive.set_pings_enabled(false);
+        keep_alive.set_server_timeout_enabled(false);
+    }
+    let connection_id = conn.connection_id().map(str::to_owned);
+    let (dispatch, incoming) = mpsc::channel(1024);
+    let (answer_tx, answers) = mpsc::unbounded_channel();
+    tokio::spawn(handlers::run(
+        Arc::clone(&shared.handlers),
+        protocol.payload_format(),
+        incoming,
+        answer_tx,
+    ));
+    info!(
+        transport = conn.transport.kind().as_str(),
+        connection_id = connection_id.as_deref().unwrap_or("-"),
+        "connected"
+    );
+    Ok(Session {
+        transport: conn.transport,
+        decoder: MessageDecoder::with_buffer(protocol, buf),
+        keep_alive,
+        connection_id,
+        dispatch,
+        answers,
+    })
+}
+
+pub(crate) struct Driver {
+    config: Arc<Config>,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    pending: HashMap<String, Pending>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<Command>,
+    ) -> Self {
+        Self {
+            config,
+            shared,
+            commands,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Connects (reporting the outcome on `started`), then serves until stopped or given up.
+    pub(crate) async fn run(mut self, started: oneshot::Sender<Result<()>>) {
+        let mut session = match self.connect_or_stop(HubConnectionState::Connecting).await {
+            Ok(s) => s,
+            Err(exit) => {
+                self.shared.set_state(HubConnectionState::Disconnected);
+                let error = match exit {
+                    Exit::Lost(e) => e,
+                    Exit::Stopped(replies) => {
+                        acknowledge(replies);
+                        HubError::Stopped
+                    }
+                    Exit::Abandoned => HubError::Stopped,
+                };
+                let _ = started.send(Err(error));
+                return;
+            }
+        };
+        self.connected(&session);
+        let _ = started.send(Ok(()));
+        let mut reconnect = Reconnect::new();
+        if let Some(policy) = &self.config.retry {
+            reconnect = reconnect.with_retry_policy(Arc::clone(policy));
+        }
+        reconnect.on_connected();
+        loop {
+            let exit = self.serve(&mut session).await;
+            match exit {
+                Exit::Stopped(replies) => {
+                    self.close_session(&mut session).await;
+                    self.disconnected(None, HubError::Stopped);
+                    acknowledge(replies);
+                    return;
+                }
+                Exit::Abandoned => {
+                    self.close_session(&mut session).await;
+                    self.disconnected(None, HubError::Stopped);
+                    return;
+                }
+                Exit::Lost(error) => {
+                    let _ = session.transport.close().await;
+                    let error = Arc::new(error);
+                    self.fail_pending(&error);
+                    warn!(error = %error, "connection lost");
+                    let decision = match &*error {
+                        HubError::ServerClosed {
+                            allow_reconnect: false,
+                            ..
+                        } => reconnect.on_close_message(
+                            rt::now(),
+                            false,
+                            Arc::clone(&error) as Reason,
+                        ),
+                        _ => reconnect.on_connection_lost(rt::now(), Arc::clone(&error) as Reason),
+                    };
+                    match self.reconnect(&mut reconnect, decision, &error).await {
+                        Ok(new) => session = new,
+                        Err(None) => return,
+                        Err(Some(final_error)) => {
+                            self.disconnected(Some(&final_error), HubError::ConnectionLost(error));
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn connected(&self, session: &Session) {
+        self.shared.set_connection_id(session.connection_id.clone());
+        self.shared.set_state(HubConnectionState::Connected);
+    }
+
+    fn disconnected(&mut self, error: Option<&HubError>, pending_error: HubError) {
+        self.fail_pending(&Arc::new(pending_error));
+        self.shared.set_connection_id(None);
+        self.shared.set_state(HubConnectionState::Disconnected);
+        self.shared.emit_closed(error);
+    }
+
+    /// Waits out reconnect delays and tries again. `Ok` with a new session, `Err(None)` when
+    /// stopped (already reported), `Err(Some(e))` when the policy gave up.
+    async fn reconnect(
+        &mut self,
+        reconnect: &mut Reconnect,
+        mut decision: ReconnectDecision,
+        error: &Arc<HubError>,
+    ) -> std::result::Result<Session, Option<Arc<HubError>>> {
+        if let ReconnectDecision::GiveUp = decision {
+            return Err(Some(Arc::clone(error)));
+        }
+        self.shared.set_state(HubConnectionState::Reconnecting);
+        self.shared.set_connection_id(None);
+        self.shared.emit_reconnecting(error);
+        let mut last = Arc::clone(error);
+        loop {
+            let ReconnectDecision::RetryAt(at) = decision else {
+                return Err(Some(last));
+            };
+            // Wait for the delay, answering commands meanwhile.
+            let wake = to_instant(at);
+            loop {
+                tokio::select! {
+                    () = sleep_until(wake) => break,
+                    command = self.commands.recv() => match command {
+                        Some(Command::Stop { reply }) => {
+                            reconnect.on_stop_requested();
+                            self.disconnected(None, HubError::Stopped);
+                            acknowledge(vec![reply]);
+                            return Err(None);
+                        }
+                        Some(other) => Self::reject(other, HubConnectionState::Reconnecting),
+                        None => {
+                            self.disconnected(None, HubError::Stopped);
+                            return Err(None);
+                        }
+                    }
+                }
+            }
+            if reconnect.handle_timeout(rt::now()).is_none() {
+                continue;
+            }
+            match self.connect_or_stop(HubConnectionState::Reconnecting).await {
+                Ok(session) => {
+                    reconnect.on_connected();
+                    self.connected(&session);
+                    self.shared
+                        .emit_reconnected(session.connection_id.as_deref());
+                    return Ok(session);
+                }
+                Err(Exit::Lost(e)) => {
+                    debug!(error = %e, "reconnect attempt failed");
+                    last = Arc::new(e);
+                    decision = reconnect.on_attempt_failed(rt::now(), Arc::clone(&last) as Reason);
+                }
+                Err(Exit::Stopped(replies)) => {
+                    reconnect.on_stop_requested();
+                    self.disconnected(None, HubError::Stopped);
+                    acknowledge(replies);
+                    return Err(None);
+                }
+                Err(Exit::Abandoned) => {
+                    self.disconnected(None, HubError::Stopped);
+                    return Err(None);
+                }
+            }
+        }
+    }
+
+    /// Connects while answering commands: a stop abandons the attempt at once.
+    async fn connect_or_stop(
+        &mut self,
+        state: HubConnectionState,
+    ) -> std::result::Result<Session, Exit> {
+        let config = Arc::clone(&self.config);
+        let shared = Arc::clone(&self.shared);
+        let attempt = connect(&config, &shared);
+        tokio::pin!(attempt);
+        loop {
+            tokio::select! {
+                result = &mut attempt => return result.map_err(Exit::Lost),
+                command = self.commands.recv() => match command {
+                    Some(Command::Stop { reply }) => return Err(Exit::Stopped(vec![reply])),
+                    Some(other) => Self::reject(other, state),
+                    None => return Err(Exit::Abandoned),
+                }
+            }
+        }
+    }
+
+    /// Answers a command that cannot run now.
+    fn reject(command: Command, state: HubConnectionState) {
+        match command {
+            Command::Invoke { reply, .. } => {
+                drop(reply.send(Err(HubError::NotConnected { state })));
+            }
+            Command::Send { reply, .. } => drop(reply.send(Err(HubError::NotConnected { state }))),
+            Command::Stream { items, .. } => {
+                drop(items.try_send(Err(HubError::NotConnected { state })));
+            }
+            Command::Cancel { .. } => {}
+            Command::Stop { reply } => drop(reply.send(())),
+        }
+    }
+
+    fn fail_pending(&mut self, error: &Arc<HubError>) {
+        for (_, pending) in self.pending.drain() {
+            let e = match &**error {
+                HubError::Stopped => HubError::Stopped,
+                _ => HubError::ConnectionLost(Arc::clone(error)),
+            };
+            match pending {
+                Pending::Invoke(reply) => drop(reply.send(Err(e))),
+                Pending::Stream(items) => drop(items.try_send(Err(e))),
+            }
+        }
+    }
+
+    /// Sends Close (best effort) and closes the transport.
+    async fn close_session(&mut self, session: &mut Session) {
+        self.shared.set_state(HubConnectionState::Disconnecting);
+        let mut buf = BytesMut::new();
+        if self
+            .config
+            .protocol
+            .encode(&HubMessage::Close(Close::default()), &mut buf)
+            .is_ok()
+        {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), session.transport.send(buf.freeze()))
+                    .await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), session.transport.close()).await;
+    }
+
+    /// Serves a connected session until it ends.
+    async fn serve(&mut self, session: &mut Session) -> Exit {
+        loop {
+            let wake = session.keep_alive.poll_timeout().map(to_instant);
+            tokio::select! {
+                biased;
+                command = self.commands.recv() => {
+                    let Some(first) = command else { return Exit::Abandoned };
+                    if let Err(exit) = self.on_commands(session, first).await {
+                        return exit;
+                    }
+                }
+                answer = session.answers.recv() => {
+                    if let Some(message) = answer {
+                        if let Err(e) = self.write(session, &[message]).await {
+                            return Exit::Lost(e);
+                        }
+                    }
+                }
+                chunk = session.transport.recv() => match chunk {
+                    Some(Ok(bytes)) => {
+                        session.keep_alive.on_message_received(rt::now());
+                        session.decoder.push(&bytes);
+                        if let Err(e) = self.drain_messages(session).await {
+                            return Exit::Lost(e);
+                        }
+                    }
+                    Some(Err(e)) => return Exit::Lost(HubError::Transport(e)),
+                    None => return Exit::Lost(HubError::ConnectionClosed),
+                },
+                () = sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {
+                    match session.keep_alive.handle_timeout(rt::now()) {
+                        Some(KeepAliveEvent::SendPing) => {
+                            if let Err(e) = self.write(session, &[HubMessage::Ping]).await {
+                                return Exit::Lost(e);
+                            }
+                        }
+                        Some(KeepAliveEvent::ServerTimedOut) => return Exit::Lost(HubError::ServerTimeout),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles `first` and whatever else is queued, writing all their messages in one send.
+    async fn on_commands(
+        &mut self,
+        session: &mut Session,
+        first: Command,
+    ) -> std::result::Result<(), Exit> {
+        let mut messages = Vec::new();
+        let mut sent_replies = Vec::new();
+        let mut stops = Vec::new();
+        let mut next = Some(first);
+        let mut batched = 0;
+        while let Some(command) = next.take() {
+            match command {
+                Command::Invoke {
+                    id,
+                    target,
+                    arguments,
+                    reply,
+                } => {
+                    self.pending.insert(id.clone(), Pending::Invoke(reply));
+                    messages.push(HubMessage::Invocation(Invocation::new(
+                        id, target, arguments,
+                    )));
+                }
+                Command::Send {
+                    target,
+                    arguments,
+                    reply,
+                } => {
+                    messages.push(HubMessage::Invocation(Invocation::non_blocking(
+                        target, arguments,
+                    )));
+                    sent_replies.push(reply);
+                }
+                Command::Stream {
+                    id,
+                    target,
+                    arguments,
+                    items,
+                } => {
+                    self.pending.insert(id.clone(), Pending::Stream(items));
+                    messages.push(HubMessage::StreamInvocation(StreamInvocation::new(
+                        id, target, arguments,
+                    )));
+                }
+                Command::Cancel { id } => {
+                    if self.pending.remove(&id).is_some() {
+                        messages.push(HubMessage::CancelInvocation(CancelInvocation::new(id)));
+                    }
+                }
+                Command::Stop { reply } => stops.push(reply),
+            }
+            batched += 1;
+            if batched < 256 && stops.is_empty() {
+                next = self.commands.try_recv().ok();
+            }
+        }
+        let written = if messages.is_empty() {
+            Ok(())
+        } else {
+            self.write(session, &messages).await.map_err(Arc::new)
+        };
+        for reply in sent_replies {
+            let _ = reply.send(match &written {
+                Ok(()) => Ok(()),
+                Err(e) => Err(HubError::ConnectionLost(Arc::clone(e))),
+            });
+        }
+        if !stops.is_empty() {
+            return Err(Exit::Stopped(stops));
+        }
+        written.map_err(|e| Exit::Lost(HubError::ConnectionLost(e)))
+    }
+
+    /// Encodes `messages` and sends them as one transport write.
+    async fn write(&mut self, session: &mut Session, messages: &[HubMessage]) -> Result<()> {
+        let mut buf = BytesMut::new();
+        for m in messages {
+            if let Err(e) = self.config.protocol.encode(m, &mut buf) {
+                // Only a caller's payload in the wrong format gets here; fail that call alone.
+                warn!(error = %e, "message not sent");
+                if let Some(id) = m.invocation_id() {
+                    if let Some(pending) = self.pending.remove(id) {
+                        let err = HubError::Payload(e);
+                        match pending {
+                            Pending::Invoke(reply) => drop(reply.send(Err(err))),
+                            Pending::Stream(items) => drop(items.try_send(Err(err))),
+                        }
+                    }
+                }
+            }
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        session
+            .transport
+            .send(buf.freeze())
+            .await
+            .map_err(HubError::Transport)?;
+        session.keep_alive.on_message_sent(rt::now());
+        Ok(())
+    }
+
+    async fn drain_messages(&mut self, session: &mut Session) -> Result<()> {
+        loop {
+            let message = match session.decoder.next_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(HubError::Protocol(e)),
+            };
+            self.on_message(session, message).await?;
+        }
+    }
+
+    async fn on_message(&mut self, session: &mut Session, message: HubMessage) -> Result<()> {
+        match message {
+            HubMessage::Invocation(m) => {
+                let dispatch = Dispatch {
+                    target: m.target,
+                    arguments: m.arguments,
+                    invocation_id: m.invocation_id,
+                };
+                // Waits only when 1024 invocations are queued behind slow handlers.
+                let _ = session.dispatch.send(dispatch).await;
+            }
+            HubMessage::StreamItem(item) => match self.pending.get(&item.invocation_id) {
+                Some(Pending::Stream(items)) => {
+                    if items.try_send(Ok(item.item)).is_err() {
+                        // Full or dropped: cancel rather than buffer without bound.
+                        if let Some(Pending::Stream(items)) =
+                            self.pending.remove(&item.invocation_id)
+                        {
+                            let _ = items.try_send(Err(HubError::StreamConsumerTooSlow));
+                        }
+                        let cancel =
+                            HubMessage::CancelInvocation(CancelInvocation::new(item.invocation_id));
+                        self.write(session, &[cancel]).await?;
+                    }
+                }
+                Some(Pending::Invoke(_)) => {
+                    if let Some(Pending::Invoke(reply)) = self.pending.remove(&item.invocation_id) {
+                        let e = signalr_protocol::ProtocolError::InvalidMessage {
+                            message_type: "StreamItem",
+                            reason: "received a stream item for a non-streaming invocation".into(),
+                        };
+                        let _ = reply.send(Err(HubError::Protocol(e)));
+                    }
+                }
+                None => debug!(
+                    id = item.invocation_id,
+                    "stream item for an unknown invocation ignored"
+                ),
+            },
+            HubMessage::Completion(c) => match self.pending.remove(&c.invocation_id) {
+                Some(Pending::Invoke(reply)) => {
+                    let _ = reply.send(Ok(c.result));
+                }
+                Some(Pending::Stream(items)) => match c.result {
+                    CompletionResult::Void => {}
+                    CompletionResult::Error(message) => {
+                        drop(items.try_send(Err(HubError::Invocation { message })));
+                    }
+                    CompletionResult::Value(_) => {
+                        let e = signalr_protocol::ProtocolError::InvalidMessage {
+                            message_type: "Completion",
+                            reason: "a stream completed with a result".into(),
+                        };
+                        drop(items.try_send(Err(HubError::Protocol(e))));
+                    }
+                },
+                None => debug!(
+                    id = c.invocation_id,
+                    "completion for an unknown invocation ignored"
+                ),
+            },
+            HubMessage::Close(close) => {
+                return Err(HubError::ServerClosed {
+                    error: close.error,
+                    allow_reconnect: close.allow_reconnect,
+                });
+            }
+            // Ping: received traffic already reset the server timeout. Ack and Sequence belong to
+            // stateful reconnect, which this client does not negotiate yet.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Tells every `stop()` caller that the connection is down.
+fn acknowledge(replies: Vec<oneshot::Sender<()>>) {
+    for reply in replies {
+        let _ = reply.send(());
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::from_std(rt::now()) + Duration::from_secs(86_400 * 365)
+}
+
+/// Binds a completion to the caller's type.
+pub(crate) fn bind<T: serde::de::DeserializeOwned>(
+    result: CompletionResult,
+    format: signalr_protocol::PayloadFormat,
+) -> Result<T> {
+    match result {
+        CompletionResult::Value(p) => p.deserialize().map_err(HubError::Payload),
+        CompletionResult::Void => Payload::null(format)
+            .deserialize()
+            .map_err(HubError::Payload),
+        CompletionResult::Error(message) => Err(HubError::Invocation { message }),
+    }
+}

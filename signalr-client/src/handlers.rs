@@ -1,0 +1,147 @@
+//! Client methods the server calls (`on`), client results, and the task that runs them.
+
+use std::{
+    collections::HashMap,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use futures_util::{FutureExt as _, future::BoxFuture};
+use signalr_protocol::{Arguments, Completion, HubMessage, Payload, PayloadFormat};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// What one handler produced.
+pub(crate) enum Outcome {
+    /// A plain handler: no value.
+    Done,
+    /// A client-result handler's value.
+    Value(Payload),
+    /// The handler failed (bad arguments, an error, a panic).
+    Failed(String),
+}
+
+pub(crate) type HandlerFn =
+    Arc<dyn Fn(Arguments, PayloadFormat) -> BoxFuture<'static, Outcome> + Send + Sync>;
+
+/// Registered handlers by lower-cased target (the official clients match case-insensitively).
+#[derive(Default)]
+pub(crate) struct Handlers {
+    map: Mutex<HashMap<String, Vec<(u64, HandlerFn)>>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Handlers {
+    pub(crate) fn add(&self, target: &str, f: HandlerFn) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock()
+            .entry(target.to_lowercase())
+            .or_default()
+            .push((id, f));
+        id
+    }
+
+    pub(crate) fn remove(&self, target: &str, id: u64) {
+        let mut map = self.lock();
+        let key = target.to_lowercase();
+        if let Some(list) = map.get_mut(&key) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                map.remove(&key);
+            }
+        }
+    }
+
+    fn get(&self, target: &str) -> Vec<HandlerFn> {
+        self.lock()
+            .get(&target.to_lowercase())
+            .map(|l| l.iter().map(|(_, f)| Arc::clone(f)).collect())
+            .unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, HandlerFn)>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Unregisters its handler when dropped.
+#[must_use = "dropping a Subscription unregisters the handler"]
+pub struct Subscription {
+    pub(crate) handlers: Arc<Handlers>,
+    pub(crate) target: String,
+    pub(crate) id: u64,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscription {
+    /// Keeps the handler registered for the connection's whole life.
+    pub fn forever(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.handlers.remove(&self.target, self.id);
+    }
+}
+
+/// A server-to-client invocation waiting for its handlers.
+pub(crate) struct Dispatch {
+    pub(crate) target: String,
+    pub(crate) arguments: Arguments,
+    /// Present for client results: the answer goes back as a Completion.
+    pub(crate) invocation_id: Option<String>,
+}
+
+/// Runs handlers one invocation at a time, in arrival order, off the driver task so that slow
+/// handlers never delay pings or timeouts. Client-result answers go back on `answers`.
+pub(crate) async fn run(
+    handlers: Arc<Handlers>,
+    format: PayloadFormat,
+    mut incoming: mpsc::Receiver<Dispatch>,
+    answers: mpsc::UnboundedSender<HubMessage>,
+) {
+    while let Some(d) = incoming.recv().await {
+        let found = handlers.get(&d.target);
+        if found.is_empty() {
+            debug!(target = d.target, "no handler for a server invocation");
+        }
+        let mut values = Vec::new();
+        let mut failure = None;
+        for f in found {
+            let outcome = AssertUnwindSafe(f(d.arguments.clone(), format))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Outcome::Failed(format!("the handler for '{}' panicked", d.target))
+                });
+            match outcome {
+                Outcome::Done => {}
+                Outcome::Value(v) => values.push(v),
+                Outcome::Failed(e) => {
+                    warn!(target = d.target, error = e, "handler failed");
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        let Some(id) = d.invocation_id else { continue };
+        // The official clients' answers: one value, or these errors.
+        let completion = match (values.len(), failure) {
+            (_, Some(e)) if values.is_empty() => Completion::error(id, e),
+            (1, _) => Completion::value(id, values.remove(0)),
+            (0, _) => Completion::error(id, "Client didn't provide a result."),
+            _ => Completion::error(id, "Client provided multiple results."),
+        };
+        if answers.send(HubMessage::Completion(completion)).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The client end to end against the test server: one test binary, a module per area.
+#![allow(clippy::unwrap_used)]
+
+mod api;
+mod reconnect;
+mod support;

@@ -1,0 +1,182 @@
+//! Losing the connection: automatic reconnect, Close with and without allowReconnect, giving
+//! up, stop during a reconnect delay, and a half-open link found by the server timeout.
+
+use std::time::Duration;
+
+use signalr_client::{HubConnectionBuilder, HubConnectionState, HubError, reconnect::FixedDelays};
+
+use crate::support::{Events, PAIRS, builder, server};
+
+fn ms(v: &[u64]) -> FixedDelays {
+    FixedDelays::from_millis(v)
+}
+
+#[tokio::test]
+async fn aborted_transport_reconnects_on_every_transport() {
+    let s = server(|_| {}).await;
+    for (transport, messagepack) in PAIRS {
+        let conn = builder(s.url(), transport, messagepack)
+            .with_automatic_reconnect_policy(ms(&[0, 100, 100]))
+            .build()
+            .unwrap();
+        let events = Events::attach(&conn);
+        conn.start().await.unwrap();
+        let first_id = conn.connection_id();
+        // The call that aborts fails: the connection went away under it.
+        let err = conn.invoke::<()>("AbortMe", ()).await.unwrap_err();
+        assert!(
+            matches!(err, HubError::ConnectionLost(_)),
+            "{transport:?}: {err}"
+        );
+        events.wait_for("reconnecting").await;
+        let reconnected = events.wait_for("reconnected").await;
+        assert_eq!(conn.state(), HubConnectionState::Connected);
+        assert_ne!(conn.connection_id(), first_id, "a new connection");
+        assert_eq!(
+            reconnected,
+            format!("reconnected: {}", conn.connection_id().unwrap())
+        );
+        assert_eq!(
+            conn.invoke::<i64>("Add", (1, 2)).await.unwrap(),
+            3,
+            "{transport:?}"
+        );
+        conn.stop().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn close_without_allow_reconnect_ends_the_connection() {
+    let s = server(|_| {}).await;
+    let conn = HubConnectionBuilder::new(s.url())
+        .with_automatic_reconnect()
+        .build()
+        .unwrap();
+    let events = Events::attach(&conn);
+    conn.start().await.unwrap();
+    let _ = conn.invoke::<()>("CloseMe", ("going away", false)).await;
+    let closed = events.wait_for("closed").await;
+    assert_eq!(
+        closed,
+        "closed: the server closed the connection: going away"
+    );
+    assert!(
+        !events.list().iter().any(|e| e.starts_with("reconnecting")),
+        "{:?}",
+        events.list()
+    );
+    assert_eq!(conn.state(), HubConnectionState::Disconnected);
+}
+
+#[tokio::test]
+async fn close_with_allow_reconnect_reconnects() {
+    let s = server(|_| {}).await;
+    let conn = HubConnectionBuilder::new(s.url())
+        .with_automatic_reconnect_policy(ms(&[0]))
+        .build()
+        .unwrap();
+    let events = Events::attach(&conn);
+    conn.start().await.unwrap();
+    let _ = conn.invoke::<()>("CloseMe", ((), true)).await;
+    assert_eq!(
+        events.wait_for("reconnecting").await,
+        "reconnecting: the server closed the connection"
+    );
+    events.wait_for("reconnected").await;
+    assert_eq!(conn.invoke::<i64>("Add", (2, 2)).await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn without_a_policy_a_loss_is_the_end() {
+    let s = server(|_| {}).await;
+    let conn = HubConnectionBuilder::new(s.url()).build().unwrap();
+    let events = Events::attach(&conn);
+    conn.start().await.unwrap();
+    s.controls().abort_all();
+    let closed = events.wait_for("closed").await;
+    assert!(
+        closed.len() > "closed: ".len(),
+        "the error is reported: {closed}"
+    );
+    assert_eq!(conn.state(), HubConnectionState::Disconnected);
+}
+
+#[tokio::test]
+async fn gives_up_when_the_policy_is_exhausted() {
+    let s = server(|_| {}).await;
+    let conn = HubConnectionBuilder::new(s.url())
+        .with_automatic_reconnect_policy(ms(&[0, 50, 50]))
+        .build()
+        .unwrap();
+    let events = Events::attach(&conn);
+    conn.start().await.unwrap();
+    s.controls().refuse_for(Duration::from_secs(60)); // a server that stays down
+    s.controls().abort_all();
+    events.wait_for("closed").await;
+    assert_eq!(conn.state(), HubConnectionState::Disconnected);
+    let list = events.list();
+    assert!(list[0].starts_with("reconnecting"), "{list:?}");
+    assert!(
+        list.iter().all(|e| !e.starts_with("reconnected")),
+        "{list:?}"
+    );
+    let err = conn.invoke::<i64>("Add", (1, 1)).await.unwrap_err();
+    assert!(matches!(err, HubError::NotConnected { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn stop_during_a_reconnect_delay_ends_at_once() {
+    let s = server(|_| {}).await;
+    let conn = HubConnectionBuilder::new(s.url())
+        .with_automatic_reconnect_policy(ms(&[60_000]))
+        .build()
+        .unwrap();
+    let events = Events::attach(&conn);
+    conn.start().await.unwrap();
+    s.controls().abort_all();
+    events.wait_for("reconnecting").await;
+    assert_eq!(conn.state(), HubConnectionState::Reconnecting);
+    let err = conn.invoke::<i64>("Add", (1, 1)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HubError::NotConnected {
+                state: HubConnectionState::Reconnecting
+            }
+        ),
+        "{err}"
+    );
+    tokio::time::timeout(Duration::from_secs(2), conn.stop())
+        .await
+        .expect("stop does not wait for the delay")
+        .unwrap();
+    assert_eq!(conn.state(), HubConnectionState::Disconnected);
+    assert_eq!(events.wait_for("closed").await, "closed: ");
+}
+
+#[tokio::test]
+async fn a_blackholed_link_is_found_by_the_server_timeout() {
+    let s = server(|_| {}).await;
+    for (transport, messagepack) in PAIRS
+        .into_iter()
+        .filter(|(t, _)| *t != signalr_client::protocol::TransportKind::LongPolling)
+    {
+        let conn = builder(s.url(), transport, messagepack)
+            .with_keep_alive_interval(Duration::from_millis(100))
+            .with_server_timeout(Duration::from_millis(500))
+            .with_automatic_reconnect_policy(ms(&[0, 100, 100, 100, 100]))
+            .build()
+            .unwrap();
+        let events = Events::attach(&conn);
+        conn.start().await.unwrap();
+        conn.send("Blackhole", (3000,)).await.unwrap();
+        assert_eq!(
+            events.wait_for("reconnecting").await,
+            "reconnecting: server timed out",
+            "{transport:?}"
+        );
+        events.wait_for("reconnected").await;
+        assert_eq!(conn.invoke::<i64>("Add", (3, 4)).await.unwrap(), 7);
+        conn.stop().await.unwrap();
+    }
+}
