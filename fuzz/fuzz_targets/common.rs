@@ -51,3 +51,23 @@ fn round_trip(protocol: &dyn HubProtocol, body: &[u8]) {
         assert!(wire.is_empty());
     }
 }
+
+/// Binding any decoded payload to a JSON value must fail cleanly or succeed, never panic.
+#[allow(dead_code)]
+fn bind_payloads(protocol: &dyn HubProtocol, body: &[u8]) {
+    use signalr_protocol::{CompletionResult, HubMessage};
+    let Ok(Decoded::Message(m)) = protocol.parse_message(body) else { return };
+    match m {
+        HubMessage::Invocation(i) => {
+            let _ = i.arguments.deserialize::<serde_json::Value>();
+            let _ = i.arguments.to_payloads();
+        }
+        HubMessage::StreamItem(i) => drop(i.item.deserialize::<serde_json::Value>()),
+        HubMessage::Completion(c) => {
+            if let CompletionResult::Value(v) = c.result {
+                let _ = v.deserialize::<serde_json::Value>();
+            }
+        }
+        _ => {}
+    }
+}

@@ -9,21 +9,3 @@ fuzz_target!(|data: &[u8]| {
     round_trip(&protocol, data);
     bind_payloads(&protocol, data);
 });
-
-fn bind_payloads(protocol: &dyn HubProtocol, body: &[u8]) {
-    use signalr_protocol::{CompletionResult, HubMessage};
-    let Ok(Decoded::Message(m)) = protocol.parse_message(body) else { return };
-    match m {
-        HubMessage::Invocation(i) => {
-            let _ = i.arguments.deserialize::<serde_json::Value>();
-            let _ = i.arguments.to_payloads();
-        }
-        HubMessage::StreamItem(i) => drop(i.item.deserialize::<serde_json::Value>()),
-        HubMessage::Completion(c) => {
-            if let CompletionResult::Value(v) = c.result {
-                let _ = v.deserialize::<serde_json::Value>();
-            }
-        }
-        _ => {}
-    }
-}

@@ -326,7 +326,7 @@ impl HubConnection {
                 let handler = Arc::clone(&handler);
                 let target = target_name.clone();
                 async move {
-                    match bind_args::<A>(&args) {
+                    match args.deserialize::<A>() {
                         Ok(a) => {
                             handler(a).await;
                             Outcome::Done
@@ -358,7 +358,7 @@ impl HubConnection {
                 let handler = Arc::clone(&handler);
                 let target = target_name.clone();
                 async move {
-                    let a = match bind_args::<A>(&args) {
+                    let a = match args.deserialize::<A>() {
                         Ok(a) => a,
                         Err(e) => {
                             return Outcome::Failed(format!(
@@ -393,19 +393,4 @@ impl HubConnection {
     pub fn on_close(&self, f: impl Fn(Option<&HubError>) + Send + Sync + 'static) {
         lock(&self.inner.shared.on_close).push(Arc::new(f));
     }
-}
-
-/// Binds arguments, treating an empty list as `()` (serde reads `()` from null only).
-fn bind_args<A: DeserializeOwned>(
-    args: &Arguments,
-) -> std::result::Result<A, signalr_protocol::ProtocolError> {
-    args.deserialize::<A>().or_else(|e| {
-        if *args == Arguments::empty(args.format()) {
-            Payload::null(args.format())
-                .deserialize::<A>()
-                .map_err(|_| e)
-        } else {
-            Err(e)
-        }
-    })
 }

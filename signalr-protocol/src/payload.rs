@@ -215,9 +215,17 @@ impl Arguments {
         Self { format, bytes }
     }
 
-    /// Deserializes the whole list into `T`: a tuple, an array or a `Vec`.
+    /// Deserializes the whole list into `T`: a tuple, an array or a `Vec`. An empty list also
+    /// binds to `()`, which serde reads only from `null`, so that "no arguments" has one
+    /// spelling in handlers: `|(): ()|`.
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
-        deserialize(self.format, &self.bytes)
+        deserialize(self.format, &self.bytes).or_else(|e| {
+            if *self == Self::empty(self.format) {
+                Payload::null(self.format).deserialize::<T>().map_err(|_| e)
+            } else {
+                Err(e)
+            }
+        })
     }
 
     /// Splits the list into one payload per argument, sharing the bytes (no copy).
@@ -437,6 +445,21 @@ mod tests {
         let a = Arguments::from_values(PayloadFormat::Json, &(40, "x")).unwrap();
         assert_eq!(a.as_bytes(), b"[40,\"x\"]");
         assert!(Arguments::from_values(PayloadFormat::Json, &5).is_err());
+    }
+
+    #[test]
+    fn no_arguments_bind_to_unit() {
+        for format in [PayloadFormat::Json, PayloadFormat::MessagePack] {
+            let none = Arguments::empty(format);
+            none.deserialize::<()>().unwrap();
+            assert!(none.deserialize::<Vec<i32>>().unwrap().is_empty());
+            assert!(
+                Arguments::from_values(format, &(1,))
+                    .unwrap()
+                    .deserialize::<()>()
+                    .is_err()
+            );
+        }
     }
 
     #[test]

@@ -105,23 +105,12 @@ impl fmt::Debug for Hub {
 }
 
 fn bind<A: DeserializeOwned>(name: &str, args: &Arguments) -> HubResult<A> {
-    args.deserialize::<A>()
-        .or_else(|e| {
-            // serde reads `()` from null, not from an empty list: no arguments bind to `()`.
-            if *args == Arguments::empty(args.format()) {
-                Payload::null(args.format())
-                    .deserialize::<A>()
-                    .map_err(|_| e)
-            } else {
-                Err(e)
-            }
-        })
-        .map_err(|e| {
-            HubError::new(format!(
-                "Failed to invoke '{name}' due to an error on the server. {}",
-                HubError::from(e)
-            ))
-        })
+    args.deserialize::<A>().map_err(|e| {
+        HubError::new(format!(
+            "Failed to invoke '{name}' due to an error on the server. {}",
+            HubError::from(e)
+        ))
+    })
 }
 
 impl Hub {

@@ -18,7 +18,7 @@ use crate::{
     error::{Result, TransportError},
     negotiate::{bearer, http_error},
     options::HttpOptions,
-    sse::post,
+    sse::{next_chunk, post},
 };
 
 /// A long-polling connection: a background task polls, `recv` reads what it got.
@@ -207,21 +207,8 @@ impl Transport for LongPollingTransport {
     }
 
     async fn recv(&mut self) -> Option<Result<Bytes>> {
-        if self.closed {
-            return None;
-        }
-        match self.received.recv().await {
-            // 204: the server closed the connection cleanly.
-            Some(Err(TransportError::ClosedByServer)) | None => {
-                self.closed = true;
-                None
-            }
-            Some(Err(e)) => {
-                self.closed = true;
-                Some(Err(e))
-            }
-            Some(Ok(data)) => Some(Ok(data)),
-        }
+        // 204: the server closed the connection cleanly.
+        next_chunk(&mut self.received, &mut self.closed).await
     }
 
     async fn close(&mut self) -> Result<()> {

@@ -160,6 +160,28 @@ impl Drop for SseTransport {
     }
 }
 
+/// The next chunk a background reader task delivered (shared with long polling): its
+/// `ClosedByServer` (or its end) is a clean close, `None`; any other error ends the transport.
+pub(crate) async fn next_chunk(
+    received: &mut mpsc::Receiver<Result<Bytes>>,
+    closed: &mut bool,
+) -> Option<Result<Bytes>> {
+    if *closed {
+        return None;
+    }
+    match received.recv().await {
+        Some(Err(TransportError::ClosedByServer)) | None => {
+            *closed = true;
+            None
+        }
+        Some(Err(e)) => {
+            *closed = true;
+            Some(Err(e))
+        }
+        Some(Ok(data)) => Some(Ok(data)),
+    }
+}
+
 /// `POST`s `data` to the connection (shared with long polling).
 pub(crate) async fn post(
     client: &reqwest::Client,
@@ -226,21 +248,8 @@ impl Transport for SseTransport {
     }
 
     async fn recv(&mut self) -> Option<Result<Bytes>> {
-        if self.closed {
-            return None;
-        }
-        match self.events.recv().await {
-            // EventSource reports no reason when the stream ends: a clean close.
-            Some(Err(TransportError::ClosedByServer)) | None => {
-                self.closed = true;
-                None
-            }
-            Some(Err(e)) => {
-                self.closed = true;
-                Some(Err(e))
-            }
-            Some(Ok(data)) => Some(Ok(data)),
-        }
+        // EventSource reports no reason when the stream ends: a clean close.
+        next_chunk(&mut self.events, &mut self.closed).await
     }
 
     async fn close(&mut self) -> Result<()> {
