@@ -16,6 +16,8 @@ pub struct HubConnectionBuilder {
     protocol: Option<Arc<dyn HubProtocol>>,
     http: HttpOptions,
     retry: Option<Arc<dyn RetryPolicy>>,
+    start_policy: Option<Arc<dyn RetryPolicy>>,
+    outbox_capacity: usize,
     keep_alive: KeepAliveConfig,
     stream_buffer: usize,
 }
@@ -28,6 +30,8 @@ impl HubConnectionBuilder {
             protocol: None,
             http: HttpOptions::default(),
             retry: None,
+            start_policy: None,
+            outbox_capacity: 1024,
             keep_alive: KeepAliveConfig::default(),
             stream_buffer: 256,
         }
@@ -91,6 +95,26 @@ impl HubConnectionBuilder {
         self
     }
 
+    /// Retries a failing `start` as `policy` says, before the first connection. The official
+    /// clients never retry the initial start; without this, neither does this one.
+    #[must_use]
+    pub fn with_initial_start_policy(mut self, policy: impl RetryPolicy) -> Self {
+        self.start_policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// How many calls made while reconnecting may wait to be sent (1024). They go out in order
+    /// once connected again; one more fails at once with
+    /// [`HubError::OutboxFull`](crate::HubError::OutboxFull), and all of them fail if the
+    /// reconnect gives up. Calls already sent when the connection was lost fail with
+    /// `ConnectionLost`: without stateful reconnect nobody knows whether the server saw them.
+    /// `0` turns the outbox off.
+    #[must_use]
+    pub fn with_outbox_size(mut self, calls: usize) -> Self {
+        self.outbox_capacity = calls;
+        self
+    }
+
     /// Sends a Ping after this long without sending anything (15 s).
     #[must_use]
     pub fn with_keep_alive_interval(mut self, interval: Duration) -> Self {
@@ -140,6 +164,8 @@ impl HubConnectionBuilder {
             protocol,
             http,
             retry: self.retry,
+            start_policy: self.start_policy,
+            outbox_capacity: self.outbox_capacity,
             keep_alive: self.keep_alive,
             stream_buffer: self.stream_buffer.max(1),
         }))

@@ -45,6 +45,8 @@ pub(crate) struct Config {
     pub(crate) protocol: Arc<dyn HubProtocol>,
     pub(crate) http: HttpOptions,
     pub(crate) retry: Option<Arc<dyn RetryPolicy>>,
+    pub(crate) start_policy: Option<Arc<dyn RetryPolicy>>,
+    pub(crate) outbox_capacity: usize,
     pub(crate) keep_alive: KeepAliveConfig,
     pub(crate) stream_buffer: usize,
 }

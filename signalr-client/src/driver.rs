@@ -3,7 +3,11 @@
 //! over channels. Its one timer sleeps until the earlier of the keep-alive and reconnect
 //! deadlines, read from the sans-IO machines.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::BytesMut;
 use signalr_protocol::{
@@ -161,6 +165,8 @@ pub(crate) struct Driver {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     pending: HashMap<String, Pending>,
+    /// Calls made while reconnecting, sent in order once connected again.
+    outbox: VecDeque<Command>,
 }
 
 impl Driver {
@@ -174,34 +180,29 @@ impl Driver {
             shared,
             commands,
             pending: HashMap::new(),
+            outbox: VecDeque::new(),
         }
     }
 
     /// Connects (reporting the outcome on `started`), then serves until stopped or given up.
     pub(crate) async fn run(mut self, started: oneshot::Sender<Result<()>>) {
-        let mut session = match self.connect_or_stop(HubConnectionState::Connecting).await {
+        let mut reconnect = Reconnect::new();
+        if let Some(policy) = &self.config.retry {
+            reconnect = reconnect.with_retry_policy(Arc::clone(policy));
+        }
+        if let Some(policy) = &self.config.start_policy {
+            reconnect = reconnect.with_start_policy(Arc::clone(policy));
+        }
+        let mut session = match self.start(&mut reconnect).await {
             Ok(s) => s,
-            Err(exit) => {
+            Err(error) => {
                 self.shared.set_state(HubConnectionState::Disconnected);
-                let error = match exit {
-                    Exit::Lost(e) => e,
-                    Exit::Stopped(replies) => {
-                        acknowledge(replies);
-                        HubError::Stopped
-                    }
-                    Exit::Abandoned => HubError::Stopped,
-                };
                 let _ = started.send(Err(error));
                 return;
             }
         };
         self.connected(&session);
         let _ = started.send(Ok(()));
-        let mut reconnect = Reconnect::new();
-        if let Some(policy) = &self.config.retry {
-            reconnect = reconnect.with_retry_policy(Arc::clone(policy));
-        }
-        reconnect.on_connected();
         loop {
             let exit = self.serve(&mut session).await;
             match exit {
@@ -245,6 +246,82 @@ impl Driver {
         }
     }
 
+    /// The first connection, retried by the initial-start policy when one is set.
+    async fn start(&mut self, reconnect: &mut Reconnect) -> Result<Session> {
+        reconnect.on_start_requested(rt::now());
+        loop {
+            let error = match self.connect_or_stop(HubConnectionState::Connecting).await {
+                Ok(session) => {
+                    reconnect.on_connected();
+                    return Ok(session);
+                }
+                Err(Exit::Lost(e)) => Arc::new(e),
+                Err(Exit::Stopped(replies)) => {
+                    acknowledge(replies);
+                    return Err(HubError::Stopped);
+                }
+                Err(Exit::Abandoned) => return Err(HubError::Stopped),
+            };
+            let decision = reconnect.on_start_failed(rt::now(), Arc::clone(&error) as Reason);
+            let ReconnectDecision::RetryAt(at) = decision else {
+                // The machine keeps the reasons it was given; the error goes back owned.
+                *reconnect = Reconnect::new();
+                return Err(Arc::try_unwrap(error).unwrap_or_else(HubError::ConnectionLost));
+            };
+            info!(error = %error, "start failed; retrying");
+            match self.wait_until(at, HubConnectionState::Connecting).await {
+                Ok(()) => {}
+                Err(Exit::Stopped(replies)) => {
+                    acknowledge(replies);
+                    return Err(HubError::Stopped);
+                }
+                Err(_) => return Err(HubError::Stopped),
+            }
+            let _ = reconnect.handle_timeout(rt::now());
+        }
+    }
+
+    /// Sleeps until `at` while holding or refusing calls; `Err` when stopped or abandoned.
+    async fn wait_until(
+        &mut self,
+        at: std::time::Instant,
+        state: HubConnectionState,
+    ) -> std::result::Result<(), Exit> {
+        let wake = to_instant(at);
+        loop {
+            tokio::select! {
+                () = sleep_until(wake) => return Ok(()),
+                command = self.commands.recv() => match command {
+                    Some(Command::Stop { reply }) => return Err(Exit::Stopped(vec![reply])),
+                    Some(other) => self.hold(other, state),
+                    None => return Err(Exit::Abandoned),
+                }
+            }
+        }
+    }
+
+    /// A call made while not connected: queued in the outbox while reconnecting (until it is
+    /// full), refused otherwise.
+    fn hold(&mut self, command: Command, state: HubConnectionState) {
+        if state != HubConnectionState::Reconnecting {
+            return Self::reject(command, state);
+        }
+        match command {
+            Command::Cancel { id } => {
+                // A stream dropped before it was ever sent: forget it.
+                self.outbox
+                    .retain(|c| !matches!(c, Command::Stream { id: queued, .. } if *queued == id));
+            }
+            command if self.outbox.len() < self.config.outbox_capacity => {
+                self.outbox.push_back(command);
+            }
+            command => {
+                let capacity = self.config.outbox_capacity;
+                refuse(command, || HubError::OutboxFull { capacity });
+            }
+        }
+    }
+
     fn connected(&self, session: &Session) {
         self.shared.set_connection_id(session.connection_id.clone());
         self.shared.set_state(HubConnectionState::Connected);
@@ -276,24 +353,18 @@ impl Driver {
             let ReconnectDecision::RetryAt(at) = decision else {
                 return Err(Some(last));
             };
-            // Wait for the delay, answering commands meanwhile.
-            let wake = to_instant(at);
-            loop {
-                tokio::select! {
-                    () = sleep_until(wake) => break,
-                    command = self.commands.recv() => match command {
-                        Some(Command::Stop { reply }) => {
-                            reconnect.on_stop_requested();
-                            self.disconnected(None, HubError::Stopped);
-                            acknowledge(vec![reply]);
-                            return Err(None);
-                        }
-                        Some(other) => Self::reject(other, HubConnectionState::Reconnecting),
-                        None => {
-                            self.disconnected(None, HubError::Stopped);
-                            return Err(None);
-                        }
-                    }
+            // Wait for the delay; calls made meanwhile wait in the outbox.
+            match self.wait_until(at, HubConnectionState::Reconnecting).await {
+                Ok(()) => {}
+                Err(Exit::Stopped(replies)) => {
+                    reconnect.on_stop_requested();
+                    self.disconnected(None, HubError::Stopped);
+                    acknowledge(replies);
+                    return Err(None);
+                }
+                Err(_) => {
+                    self.disconnected(None, HubError::Stopped);
+                    return Err(None);
                 }
             }
             if reconnect.handle_timeout(rt::now()).is_none() {
@@ -340,7 +411,7 @@ impl Driver {
                 result = &mut attempt => return result.map_err(Exit::Lost),
                 command = self.commands.recv() => match command {
                     Some(Command::Stop { reply }) => return Err(Exit::Stopped(vec![reply])),
-                    Some(other) => Self::reject(other, state),
+                    Some(other) => self.hold(other, state),
                     None => return Err(Exit::Abandoned),
                 }
             }
@@ -349,29 +420,23 @@ impl Driver {
 
     /// Answers a command that cannot run now.
     fn reject(command: Command, state: HubConnectionState) {
-        match command {
-            Command::Invoke { reply, .. } => {
-                drop(reply.send(Err(HubError::NotConnected { state })));
-            }
-            Command::Send { reply, .. } => drop(reply.send(Err(HubError::NotConnected { state }))),
-            Command::Stream { items, .. } => {
-                drop(items.try_send(Err(HubError::NotConnected { state })));
-            }
-            Command::Cancel { .. } => {}
-            Command::Stop { reply } => drop(reply.send(())),
-        }
+        refuse(command, || HubError::NotConnected { state });
     }
 
+    /// Fails every call in flight, and every call waiting in the outbox, with `error`.
     fn fail_pending(&mut self, error: &Arc<HubError>) {
+        let make = || match &**error {
+            HubError::Stopped => HubError::Stopped,
+            _ => HubError::ConnectionLost(Arc::clone(error)),
+        };
         for (_, pending) in self.pending.drain() {
-            let e = match &**error {
-                HubError::Stopped => HubError::Stopped,
-                _ => HubError::ConnectionLost(Arc::clone(error)),
-            };
             match pending {
-                Pending::Invoke(reply) => drop(reply.send(Err(e))),
-                Pending::Stream(items) => drop(items.try_send(Err(e))),
+                Pending::Invoke(reply) => drop(reply.send(Err(make()))),
+                Pending::Stream(items) => drop(items.try_send(Err(make()))),
             }
+        }
+        for command in self.outbox.drain(..) {
+            refuse(command, make);
         }
     }
 
@@ -394,6 +459,13 @@ impl Driver {
 
     /// Serves a connected session until it ends.
     async fn serve(&mut self, session: &mut Session) -> Exit {
+        if !self.outbox.is_empty() {
+            let queued: Vec<Command> = self.outbox.drain(..).collect();
+            debug!(calls = queued.len(), "sending the outbox");
+            if let Err(exit) = self.on_batch(session, queued).await {
+                return exit;
+            }
+        }
         loop {
             let wake = session.keep_alive.poll_timeout().map(to_instant);
             tokio::select! {
@@ -443,12 +515,26 @@ impl Driver {
         session: &mut Session,
         first: Command,
     ) -> std::result::Result<(), Exit> {
+        let mut batch = vec![first];
+        while batch.len() < 256 && !matches!(batch.last(), Some(Command::Stop { .. })) {
+            match self.commands.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        self.on_batch(session, batch).await
+    }
+
+    /// Handles `commands` in order and writes all their messages in one send.
+    async fn on_batch(
+        &mut self,
+        session: &mut Session,
+        commands: Vec<Command>,
+    ) -> std::result::Result<(), Exit> {
         let mut messages = Vec::new();
         let mut sent_replies = Vec::new();
         let mut stops = Vec::new();
-        let mut next = Some(first);
-        let mut batched = 0;
-        while let Some(command) = next.take() {
+        for command in commands {
             match command {
                 Command::Invoke {
                     id,
@@ -488,10 +574,6 @@ impl Driver {
                     }
                 }
                 Command::Stop { reply } => stops.push(reply),
-            }
-            batched += 1;
-            if batched < 256 && stops.is_empty() {
-                next = self.commands.try_recv().ok();
             }
         }
         let written = if messages.is_empty() {
@@ -624,6 +706,17 @@ impl Driver {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Answers a call that will not be made with the error `make` builds.
+fn refuse(command: Command, make: impl Fn() -> HubError) {
+    match command {
+        Command::Invoke { reply, .. } => drop(reply.send(Err(make()))),
+        Command::Send { reply, .. } => drop(reply.send(Err(make()))),
+        Command::Stream { items, .. } => drop(items.try_send(Err(make()))),
+        Command::Cancel { .. } => {}
+        Command::Stop { reply } => acknowledge(vec![reply]),
     }
 }
 

@@ -61,6 +61,12 @@ pub enum HubError {
     /// cancelled.
     #[error("stream consumer too slow; the stream was cancelled")]
     StreamConsumerTooSlow,
+    /// A call made while reconnecting found the outbox full; it was not queued.
+    #[error("the outbox is full ({capacity} calls wait for the reconnect)")]
+    OutboxFull {
+        /// The configured capacity.
+        capacity: usize,
+    },
     /// The underlying transport failed.
     #[error("transport error")]
     Transport(#[source] TransportError),

@@ -34,8 +34,11 @@
 //!   does this). Both are configurable.
 //! - Automatic reconnect runs the configured [`reconnect::RetryPolicy`] after a loss, or after a
 //!   Close that allows it; a Close without `allowReconnect` ends the connection. Calls in flight
-//!   when the connection is lost fail with [`HubError::ConnectionLost`]; calls made while
-//!   reconnecting fail with [`HubError::NotConnected`].
+//!   when the connection is lost fail with [`HubError::ConnectionLost`] (at most once: without
+//!   stateful reconnect nobody knows whether the server saw them); calls made while
+//!   reconnecting wait in a bounded outbox and go out in order once connected again
+//!   ([`HubConnectionBuilder::with_outbox_size`]). An optional policy retries the initial start
+//!   ([`HubConnectionBuilder::with_initial_start_policy`]).
 //! - Server-to-client calls run one at a time in arrival order on their own task, so slow
 //!   handlers never delay pings or timeouts.
 //!
@@ -46,8 +49,7 @@
 //!
 //! # Stability
 //!
-//! Not yet: stateful reconnect, a bounded outbox for calls made while reconnecting,
-//! client-to-server streams and a retry policy for the initial start are still to come.
+//! Not yet: stateful reconnect and client-to-server streams are still to come.
 
 mod builder;
 mod connection;

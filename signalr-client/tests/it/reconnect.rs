@@ -136,22 +136,21 @@ async fn stop_during_a_reconnect_delay_ends_at_once() {
     s.controls().abort_all();
     events.wait_for("reconnecting").await;
     assert_eq!(conn.state(), HubConnectionState::Reconnecting);
-    let err = conn.invoke::<i64>("Add", (1, 1)).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            HubError::NotConnected {
-                state: HubConnectionState::Reconnecting
-            }
-        ),
-        "{err}"
-    );
+    // A call made now waits in the outbox ...
+    let queued = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.invoke::<i64>("Add", (1, 1)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
     tokio::time::timeout(Duration::from_secs(2), conn.stop())
         .await
         .expect("stop does not wait for the delay")
         .unwrap();
     assert_eq!(conn.state(), HubConnectionState::Disconnected);
     assert_eq!(events.wait_for("closed").await, "closed: ");
+    // ... and fails with Stopped when the connection is stopped instead.
+    let err = queued.await.unwrap().unwrap_err();
+    assert!(matches!(err, HubError::Stopped), "{err}");
 }
 
 #[tokio::test]
@@ -179,4 +178,114 @@ async fn a_blackholed_link_is_found_by_the_server_timeout() {
         assert_eq!(conn.invoke::<i64>("Add", (3, 4)).await.unwrap(), 7);
         conn.stop().await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn calls_made_while_reconnecting_wait_and_go_out_in_order() {
+    let s = server(|_| {}).await;
+    let conn = HubConnectionBuilder::new(s.url())
+        .with_automatic_reconnect_policy(ms(&[300]))
+        .build()
+        .unwrap();
+    let events = Events::attach(&conn);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _order = conn.on("order", move |(i,): (i32,)| {
+        let tx = tx.clone();
+        async move { tx.send(i).unwrap() }
+    });
+    conn.start().await.unwrap();
+    s.controls().abort_all();
+    events.wait_for("reconnecting").await;
+    // Made during the 300 ms delay: queued, not failed.
+    let mut calls = Vec::new();
+    for i in 0..5 {
+        let conn = conn.clone();
+        calls.push(tokio::spawn(async move {
+            conn.send("SendToCaller", ("order", i)).await
+        }));
+        tokio::task::yield_now().await;
+    }
+    let sum = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.invoke::<i64>("Add", (20, 22)).await })
+    };
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(sum.await.unwrap().unwrap(), 42);
+    events.wait_for("reconnected").await;
+    let mut order = Vec::new();
+    while order.len() < 5 {
+        order.push(
+            tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        order,
+        [0, 1, 2, 3, 4],
+        "the outbox keeps the order of the calls"
+    );
+}
+
+#[tokio::test]
+async fn the_outbox_is_bounded_and_fails_when_the_reconnect_gives_up() {
+    let s = server(|_| {}).await;
+    let conn = HubConnectionBuilder::new(s.url())
+        .with_automatic_reconnect_policy(ms(&[200]))
+        .with_outbox_size(1)
+        .build()
+        .unwrap();
+    let events = Events::attach(&conn);
+    conn.start().await.unwrap();
+    s.controls().refuse_for(Duration::from_secs(60));
+    s.controls().abort_all();
+    events.wait_for("reconnecting").await;
+    let queued = {
+        let conn = conn.clone();
+        tokio::spawn(async move { conn.invoke::<i64>("Add", (1, 1)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let err = conn.invoke::<i64>("Add", (2, 2)).await.unwrap_err();
+    assert!(matches!(err, HubError::OutboxFull { capacity: 1 }), "{err}");
+    // The one reconnect attempt fails (the server refuses): the queued call fails too.
+    let err = queued.await.unwrap().unwrap_err();
+    assert!(matches!(err, HubError::ConnectionLost(_)), "{err}");
+    events.wait_for("closed").await;
+}
+
+#[tokio::test]
+async fn the_initial_start_is_retried_only_with_a_start_policy() {
+    let s = server(|_| {}).await;
+    s.controls().refuse_for(Duration::from_millis(400));
+    let plain = HubConnectionBuilder::new(s.url()).build().unwrap();
+    let err = plain.start().await.unwrap_err();
+    assert!(err.to_string().contains("transport"), "{err}");
+    assert_eq!(plain.state(), HubConnectionState::Disconnected);
+
+    let patient = HubConnectionBuilder::new(s.url())
+        .with_initial_start_policy(FixedDelays::from_millis(&[100; 20]))
+        .build()
+        .unwrap();
+    patient.start().await.unwrap();
+    assert_eq!(patient.invoke::<i64>("Add", (1, 2)).await.unwrap(), 3);
+
+    // A stop during a start delay ends the start at once.
+    s.controls().refuse_for(Duration::from_secs(60));
+    let stopped = HubConnectionBuilder::new(s.url())
+        .with_initial_start_policy(ms(&[60_000]))
+        .build()
+        .unwrap();
+    let starting = {
+        let c = stopped.clone();
+        tokio::spawn(async move { c.start().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(2), stopped.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(starting.await.unwrap(), Err(HubError::Stopped)));
 }
