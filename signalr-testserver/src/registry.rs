@@ -50,6 +50,8 @@ pub(crate) struct ConnEntry {
     pub(crate) transport: Mutex<Option<TransportKind>>,
     /// Long polling: the first poll of a new connection is answered at once.
     pub(crate) first_poll: AtomicBool,
+    /// The last socket generation handed out (stateful resumes count up from 0).
+    pub(crate) generations: std::sync::atomic::AtomicU64,
     pub(crate) poll: Mutex<PollState>,
 }
 
@@ -143,6 +145,7 @@ impl Shared {
             control: control_tx.clone(),
             transport: Mutex::new(None),
             first_poll: AtomicBool::new(true),
+            generations: std::sync::atomic::AtomicU64::new(0),
             poll: Mutex::new(PollState {
                 active: false,
                 last_change: crate::now(),

@@ -58,11 +58,13 @@ pub(crate) enum Control {
     Abort,
     /// Stop reading and writing for a while.
     Blackhole(Duration),
-    /// The attached transport (WebSocket or SSE stream) ended.
-    TransportClosed,
-    /// A WebSocket with this connection's token wants to resume it (stateful reconnect); answer
-    /// on the sender when the transport may start writing.
-    Reattach(oneshot::Sender<bool>),
+    /// The transport attached as generation `.0` (WebSocket or SSE stream) ended. A notice from
+    /// a socket that was already replaced is ignored.
+    TransportClosed(u64),
+    /// A WebSocket with this connection's token wants to resume it (stateful reconnect) as
+    /// generation `.1`; answer on the sender when the transport may start writing. A socket
+    /// still attached is cut first: the client has already given up on it.
+    Reattach(oneshot::Sender<bool>, u64),
     /// The client ended the connection (long-polling DELETE).
     End,
 }
@@ -141,6 +143,8 @@ struct Session {
     stateful: Option<Stateful>,
     /// `false` while a stateful connection waits to be resumed.
     attached: bool,
+    /// Which socket is attached: 0 for the first, then one more per resume.
+    generation: u64,
     detached_since: Option<Instant>,
     blackhole_until: Option<Instant>,
 }
@@ -168,6 +172,7 @@ impl Session {
             uploads: HashMap::new(),
             stateful: None,
             attached: true,
+            generation: 0,
             detached_since: None,
             blackhole_until: None,
         }
@@ -275,14 +280,20 @@ impl Session {
     async fn on_control(&mut self, control: Control) -> Result<(), Exit> {
         match control {
             Control::Abort => {
-                if self.stateful.is_some() && self.attached {
-                    // The client will resume this connection on a new socket.
-                    info!("transport aborted; waiting for the client to resume");
-                    let _ = self.outbound.send(Outbound::Abort).await;
-                    self.detach();
-                    Ok(())
-                } else {
-                    Err(Exit::Aborted("aborted by the server"))
+                match (
+                    self.stateful.is_some() && self.protocol.is_some(),
+                    self.attached,
+                ) {
+                    (true, true) => {
+                        // The client will resume this connection on a new socket.
+                        info!("transport aborted; waiting for the client to resume");
+                        let _ = self.outbound.send(Outbound::Abort).await;
+                        self.detach();
+                        Ok(())
+                    }
+                    // Waiting for a resume: there is no transport to drop.
+                    (true, false) => Ok(()),
+                    (false, _) => Err(Exit::Aborted("aborted by the server")),
                 }
             }
             Control::Blackhole(d) => {
@@ -290,7 +301,15 @@ impl Session {
                 self.blackhole_until = Some(crate::now() + d);
                 Ok(())
             }
-            Control::TransportClosed => {
+            Control::TransportClosed(generation) if generation != self.generation => {
+                debug!(
+                    generation,
+                    current = self.generation,
+                    "a replaced socket closed"
+                );
+                Ok(())
+            }
+            Control::TransportClosed(_) => {
                 if self.stateful.is_some() && self.protocol.is_some() {
                     if self.attached {
                         info!("transport lost; waiting for the client to resume");
@@ -301,7 +320,7 @@ impl Session {
                     Err(Exit::Closed)
                 }
             }
-            Control::Reattach(ready) => self.reattach(ready).await,
+            Control::Reattach(ready, generation) => self.reattach(ready, generation).await,
             Control::End => Err(Exit::Closed),
         }
     }
@@ -313,9 +332,23 @@ impl Session {
 
     /// Resumes a stateful connection on a new socket: Sequence, then every unacknowledged
     /// message, as the .NET server does.
-    async fn reattach(&mut self, ready: oneshot::Sender<bool>) -> Result<(), Exit> {
-        let Some(state) = self.stateful.as_mut().filter(|_| !self.attached) else {
+    async fn reattach(
+        &mut self,
+        ready: oneshot::Sender<bool>,
+        generation: u64,
+    ) -> Result<(), Exit> {
+        if self.stateful.is_none() || self.protocol.is_none() {
             let _ = ready.send(false);
+            return Ok(());
+        }
+        if self.attached {
+            // The client replaced a socket we still think is alive (it saw the break first):
+            // cut the old one; its writer lets go of the channel after this.
+            info!("a resume replaces a socket that was still attached");
+            let _ = self.outbound.send(Outbound::Abort).await;
+        }
+        self.generation = generation;
+        let Some(state) = self.stateful.as_mut() else {
             return Ok(());
         };
         // Frames queued for the old socket are in the replay buffer too; drop the copies.

@@ -27,7 +27,7 @@ struct Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        let _ = self.entry.control.send(Control::TransportClosed);
+        let _ = self.entry.control.send(Control::TransportClosed(0));
     }
 }
 

@@ -20,6 +20,9 @@ use crate::{
     session::Control,
 };
 
+/// How long a resuming socket waits for the replaced one to let go of the connection.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Read buffer per socket: tungstenite's default of 128 KiB is resident on every connection.
 const READ_BUFFER: usize = 16 * 1024;
 
@@ -78,11 +81,27 @@ enum End {
     BySocket,
 }
 
-async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
-    let (mut sink, mut stream) = socket.split();
+/// Takes the connection's outbound channel for this socket: on a resume, after the session
+/// agreed and the replaced socket let go. `None` (the socket already closed) when refused.
+async fn attach(
+    entry: &Arc<ConnEntry>,
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    resume: bool,
+) -> Option<(
+    tokio::sync::OwnedMutexGuard<tokio::sync::mpsc::Receiver<Outbound>>,
+    u64,
+)> {
+    let generation = if resume {
+        entry
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1
+    } else {
+        0
+    };
     if resume {
         let (ready, is_ready) = oneshot::channel();
-        let _ = entry.control.send(Control::Reattach(ready));
+        let _ = entry.control.send(Control::Reattach(ready, generation));
         if !matches!(is_ready.await, Ok(true)) {
             debug!("resume refused");
             let _ = sink
@@ -91,16 +110,27 @@ async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
                     reason: "cannot resume".into(),
                 })))
                 .await;
-            return;
+            return None;
         }
     }
-    let Ok(mut outbound) = Arc::clone(&entry.outbound).try_lock_owned() else {
+    // The writer of a replaced socket lets go once it has handled its Abort.
+    let Ok(outbound) =
+        tokio::time::timeout(LOCK_WAIT, Arc::clone(&entry.outbound).lock_owned()).await
+    else {
         let _ = sink
             .send(Message::Close(Some(CloseFrame {
                 code: close_code::POLICY,
                 reason: "already connected".into(),
             })))
             .await;
+        return None;
+    };
+    Some((outbound, generation))
+}
+
+async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
+    let (mut sink, mut stream) = socket.split();
+    let Some((mut outbound, generation)) = attach(&entry, &mut sink, resume).await else {
         return;
     };
     let end = loop {
@@ -151,7 +181,7 @@ async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
                             drop(outbound);
                             drop(sink);
                             drop(stream);
-                            let _ = entry.control.send(Control::TransportClosed);
+                            let _ = entry.control.send(Control::TransportClosed(generation));
                             return;
                         }
                     }
@@ -169,6 +199,6 @@ async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
     drop(outbound);
     if let End::BySocket = end {
         debug!("socket closed by the client");
-        let _ = entry.control.send(Control::TransportClosed);
+        let _ = entry.control.send(Control::TransportClosed(generation));
     }
 }
