@@ -18,6 +18,7 @@ pub struct HubConnectionBuilder {
     retry: Option<Arc<dyn RetryPolicy>>,
     start_policy: Option<Arc<dyn RetryPolicy>>,
     outbox_capacity: usize,
+    stateful_buffer: Option<usize>,
     keep_alive: KeepAliveConfig,
     stream_buffer: usize,
 }
@@ -32,6 +33,7 @@ impl HubConnectionBuilder {
             retry: None,
             start_policy: None,
             outbox_capacity: 1024,
+            stateful_buffer: None,
             keep_alive: KeepAliveConfig::default(),
             stream_buffer: 256,
         }
@@ -115,6 +117,18 @@ impl HubConnectionBuilder {
         self
     }
 
+    /// Asks for stateful reconnect: when the server grants it on a WebSocket, a lost socket is
+    /// replaced by a new one to the same connection, and every message either side sent and the
+    /// other had not acknowledged is replayed, so nothing is lost or duplicated. Up to
+    /// `buffer_bytes` (the official default is 100,000) unacknowledged bytes are kept; beyond
+    /// that, calls wait for the server's Ack. If the resume fails, the automatic-reconnect policy
+    /// takes over with a new connection.
+    #[must_use]
+    pub fn with_stateful_reconnect(mut self, buffer_bytes: usize) -> Self {
+        self.stateful_buffer = Some(buffer_bytes.max(1));
+        self
+    }
+
     /// Sends a Ping after this long without sending anything (15 s).
     #[must_use]
     pub fn with_keep_alive_interval(mut self, interval: Duration) -> Self {
@@ -158,7 +172,10 @@ impl HubConnectionBuilder {
         let protocol = self
             .protocol
             .unwrap_or_else(|| Arc::new(JsonHubProtocol::new()));
-        let http = self.http.max_message_size(protocol.max_message_size());
+        let http = self
+            .http
+            .max_message_size(protocol.max_message_size())
+            .stateful_reconnect(self.stateful_buffer.is_some());
         Ok(HubConnection::new(Config {
             url: self.url,
             protocol,
@@ -166,6 +183,7 @@ impl HubConnectionBuilder {
             retry: self.retry,
             start_policy: self.start_policy,
             outbox_capacity: self.outbox_capacity,
+            stateful_buffer: self.stateful_buffer,
             keep_alive: self.keep_alive,
             stream_buffer: self.stream_buffer.max(1),
         }))

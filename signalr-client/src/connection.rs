@@ -47,6 +47,8 @@ pub(crate) struct Config {
     pub(crate) retry: Option<Arc<dyn RetryPolicy>>,
     pub(crate) start_policy: Option<Arc<dyn RetryPolicy>>,
     pub(crate) outbox_capacity: usize,
+    /// Stateful reconnect's replay-buffer limit in bytes, when enabled.
+    pub(crate) stateful_buffer: Option<usize>,
     pub(crate) keep_alive: KeepAliveConfig,
     pub(crate) stream_buffer: usize,
 }

@@ -10,12 +10,13 @@ use std::{
 };
 
 use bytes::BytesMut;
+use signalr_protocol::stateful::MessageBuffer;
 use signalr_protocol::{
     Arguments, CancelInvocation, Close, CompletionResult, HandshakeRequest, HandshakeResponse,
     HubMessage, HubProtocol, Invocation, MessageDecoder, Payload, StreamInvocation, TransportKind,
 };
 use signalr_reconnect::{KeepAlive, KeepAliveEvent, Reason, Reconnect, ReconnectDecision};
-use signalr_transport::Transport;
+use signalr_transport::{Negotiated, Transport};
 use tokio::{
     sync::{mpsc, oneshot},
     time::{Instant, sleep_until},
@@ -71,6 +72,11 @@ struct Session {
     connection_id: Option<String>,
     dispatch: mpsc::Sender<Dispatch>,
     answers: mpsc::UnboundedReceiver<HubMessage>,
+    /// Stateful reconnect, when the server granted it on a WebSocket: the replay buffer and
+    /// the negotiated connection to resume.
+    stateful: Option<(MessageBuffer, Negotiated)>,
+    /// When the next Ack is due (about a second after the first unacknowledged message).
+    ack_due: Option<Instant>,
 }
 
 /// Why a connected session ended.
@@ -94,8 +100,12 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
         signalr_transport::connect(&config.url, protocol.transfer_format(), &config.http)
             .await
             .map_err(HubError::Transport)?;
+    // Version 2 asks for stateful reconnect; only WebSockets resume.
+    let stateful = config.stateful_buffer.is_some()
+        && conn.stateful_reconnect()
+        && conn.transport.kind() == TransportKind::WebSockets;
     let mut hello = BytesMut::new();
-    HandshakeRequest::new(protocol.name(), 1).encode(&mut hello);
+    HandshakeRequest::new(protocol.name(), if stateful { 2 } else { 1 }).encode(&mut hello);
     conn.transport
         .send(hello.freeze())
         .await
@@ -150,6 +160,10 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
         connection_id = connection_id.as_deref().unwrap_or("-"),
         "connected"
     );
+    let stateful = match (stateful, config.stateful_buffer, conn.negotiated) {
+        (true, Some(limit), Some(negotiated)) => Some((MessageBuffer::new(limit), negotiated)),
+        _ => None,
+    };
     Ok(Session {
         transport: conn.transport,
         decoder: MessageDecoder::with_buffer(protocol, buf),
@@ -157,6 +171,8 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
         connection_id,
         dispatch,
         answers,
+        stateful,
+        ack_due: None,
     })
 }
 
@@ -219,6 +235,30 @@ impl Driver {
                 }
                 Exit::Lost(error) => {
                     let _ = session.transport.close().await;
+                    let mut error = error;
+                    if resumable(&error) && session.stateful.is_some() {
+                        match self.resume(&mut session).await {
+                            Ok(()) => continue,
+                            Err(Some(exit)) => {
+                                // Stopped or abandoned during the resume.
+                                self.finish(exit);
+                                return;
+                            }
+                            Err(None) => {
+                                let unacknowledged = session
+                                    .stateful
+                                    .as_ref()
+                                    .map_or(0, |(b, _)| b.unacknowledged());
+                                warn!(unacknowledged, error = %error, "the connection could not be resumed; reconnecting");
+                                if unacknowledged > 0 {
+                                    error = HubError::ResumeFailed {
+                                        unacknowledged,
+                                        cause: Arc::new(error),
+                                    };
+                                }
+                            }
+                        }
+                    }
                     let error = Arc::new(error);
                     self.fail_pending(&error);
                     warn!(error = %error, "connection lost");
@@ -319,6 +359,70 @@ impl Driver {
                 let capacity = self.config.outbox_capacity;
                 refuse(command, || HubError::OutboxFull { capacity });
             }
+        }
+    }
+
+    /// Resumes a stateful connection on a new WebSocket: no negotiate, no handshake; Sequence and
+    /// the unacknowledged messages go out first. `Err(None)` when it cannot be resumed (fall back
+    /// to a full reconnect), `Err(Some(exit))` when stopped meanwhile.
+    async fn resume(&mut self, session: &mut Session) -> std::result::Result<(), Option<Exit>> {
+        let Some((_, negotiated)) = &session.stateful else {
+            return Err(None);
+        };
+        let negotiated = negotiated.clone();
+        let config = Arc::clone(&self.config);
+        let attempt =
+            negotiated.reconnect_websocket(config.protocol.transfer_format(), &config.http);
+        tokio::pin!(attempt);
+        let transport = loop {
+            tokio::select! {
+                result = &mut attempt => match result {
+                    Ok(t) => break t,
+                    Err(e) => {
+                        debug!(error = %e, "resume failed");
+                        return Err(None);
+                    }
+                },
+                command = self.commands.recv() => match command {
+                    Some(Command::Stop { reply }) => return Err(Some(Exit::Stopped(vec![reply]))),
+                    // Held in the outbox; sent after the replay.
+                    Some(other) => self.hold(other, HubConnectionState::Reconnecting),
+                    None => return Err(Some(Exit::Abandoned)),
+                }
+            }
+        };
+        session.transport = Box::new(transport);
+        session.decoder = MessageDecoder::new(Arc::clone(&config.protocol));
+        let now = rt::now();
+        session.keep_alive.on_message_received(now);
+        let Some((buffer, _)) = &mut session.stateful else {
+            return Err(None);
+        };
+        let (sequence, replay) = buffer.resume();
+        let mut out = BytesMut::new();
+        if config
+            .protocol
+            .encode(&HubMessage::Sequence(sequence), &mut out)
+            .is_err()
+        {
+            return Err(None);
+        }
+        for frame in &replay {
+            out.extend_from_slice(frame);
+        }
+        if session.transport.send(out.freeze()).await.is_err() {
+            return Err(None);
+        }
+        session.keep_alive.on_message_sent(now);
+        info!(replayed = replay.len(), "connection resumed");
+        Ok(())
+    }
+
+    /// Ends the driver after a stop or abandonment outside the serve loop.
+    fn finish(&mut self, exit: Exit) {
+        self.disconnected(None, HubError::Stopped);
+        if let Exit::Stopped(replies) = exit {
+            acknowledge(replies);
         }
     }
 
@@ -467,10 +571,18 @@ impl Driver {
             }
         }
         loop {
-            let wake = session.keep_alive.poll_timeout().map(to_instant);
+            let wake = [
+                session.keep_alive.poll_timeout().map(to_instant),
+                session.ack_due,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            // A full replay buffer holds new calls back until the server acknowledges.
+            let accepting = !session.stateful.as_ref().is_some_and(|(b, _)| b.is_full());
             tokio::select! {
                 biased;
-                command = self.commands.recv() => {
+                command = self.commands.recv(), if accepting => {
                     let Some(first) = command else { return Exit::Abandoned };
                     if let Err(exit) = self.on_commands(session, first).await {
                         return exit;
@@ -495,6 +607,14 @@ impl Driver {
                     None => return Exit::Lost(HubError::ConnectionClosed),
                 },
                 () = sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {
+                    if session.ack_due.is_some_and(|due| due <= to_instant(rt::now())) {
+                        session.ack_due = None;
+                        if let Some(ack) = session.stateful.as_mut().and_then(|(b, _)| b.take_ack()) {
+                            if let Err(e) = self.write(session, &[HubMessage::Ack(ack)]).await {
+                                return Exit::Lost(e);
+                            }
+                        }
+                    }
                     match session.keep_alive.handle_timeout(rt::now()) {
                         Some(KeepAliveEvent::SendPing) => {
                             if let Err(e) = self.write(session, &[HubMessage::Ping]).await {
@@ -581,10 +701,13 @@ impl Driver {
         } else {
             self.write(session, &messages).await.map_err(Arc::new)
         };
+        // With stateful reconnect a message that could not be written is in the replay buffer
+        // and goes out after the resume: accepted, not failed.
+        let accepted = written.is_ok() || session.stateful.is_some();
         for reply in sent_replies {
             let _ = reply.send(match &written {
-                Ok(()) => Ok(()),
-                Err(e) => Err(HubError::ConnectionLost(Arc::clone(e))),
+                Err(e) if !accepted => Err(HubError::ConnectionLost(Arc::clone(e))),
+                _ => Ok(()),
             });
         }
         if !stops.is_empty() {
@@ -596,8 +719,14 @@ impl Driver {
     /// Encodes `messages` and sends them as one transport write.
     async fn write(&mut self, session: &mut Session, messages: &[HubMessage]) -> Result<()> {
         let mut buf = BytesMut::new();
+        let mut tracked = Vec::new();
         for m in messages {
-            if let Err(e) = self.config.protocol.encode(m, &mut buf) {
+            let start = buf.len();
+            let encoded = self.config.protocol.encode(m, &mut buf);
+            if encoded.is_ok() && m.message_type().is_trackable() {
+                tracked.push(start..buf.len());
+            }
+            if let Err(e) = encoded {
                 // Only a caller's payload in the wrong format gets here; fail that call alone.
                 warn!(error = %e, "message not sent");
                 if let Some(id) = m.invocation_id() {
@@ -614,9 +743,16 @@ impl Driver {
         if buf.is_empty() {
             return Ok(());
         }
+        let frames = buf.freeze();
+        if let Some((buffer, _)) = &mut session.stateful {
+            // Kept for replay as slices of the bytes sent: no second copy.
+            for range in tracked {
+                buffer.on_sent(frames.slice(range));
+            }
+        }
         session
             .transport
-            .send(buf.freeze())
+            .send(frames)
             .await
             .map_err(HubError::Transport)?;
         session.keep_alive.on_message_sent(rt::now());
@@ -635,6 +771,16 @@ impl Driver {
     }
 
     async fn on_message(&mut self, session: &mut Session, message: HubMessage) -> Result<()> {
+        if let Some((buffer, _)) = &mut session.stateful {
+            if message.message_type().is_trackable() {
+                if !buffer.on_received() {
+                    return Ok(()); // a replayed duplicate, or before the server's Sequence
+                }
+                if session.ack_due.is_none() {
+                    session.ack_due = Some(to_instant(rt::now()) + ACK_DELAY);
+                }
+            }
+        }
         match message {
             HubMessage::Invocation(m) => {
                 let dispatch = Dispatch {
@@ -701,12 +847,38 @@ impl Driver {
                     allow_reconnect: close.allow_reconnect,
                 });
             }
-            // Ping: received traffic already reset the server timeout. Ack and Sequence belong to
-            // stateful reconnect, which this client does not negotiate yet.
+            HubMessage::Ack(ack) => {
+                if let Some((buffer, _)) = &mut session.stateful {
+                    buffer.on_ack(ack.sequence_id).map_err(HubError::Protocol)?;
+                }
+            }
+            HubMessage::Sequence(seq) => {
+                if let Some((buffer, _)) = &mut session.stateful {
+                    buffer
+                        .on_sequence(seq.sequence_id)
+                        .map_err(HubError::Protocol)?;
+                }
+            }
+            // Ping: received traffic already reset the server timeout.
             _ => {}
         }
         Ok(())
     }
+}
+
+/// How long after the first unacknowledged message an Ack goes out, as the official clients do.
+const ACK_DELAY: Duration = Duration::from_secs(1);
+
+/// Whether a loss may be repaired by resuming the same connection: a broken socket, yes; a
+/// Close, a protocol violation or a stop, no.
+fn resumable(error: &HubError) -> bool {
+    matches!(
+        error,
+        HubError::Transport(_)
+            | HubError::ConnectionClosed
+            | HubError::ServerTimeout
+            | HubError::ConnectionLost(_)
+    )
 }
 
 /// Answers a call that will not be made with the error `make` builds.

@@ -67,6 +67,18 @@ pub enum HubError {
         /// The configured capacity.
         capacity: usize,
     },
+    /// A stateful connection could not be resumed; a new one replaces it, and the messages the
+    /// server had not acknowledged are lost (they may or may not have reached it).
+    #[error(
+        "the connection could not be resumed; {unacknowledged} messages the server had not acknowledged are lost"
+    )]
+    ResumeFailed {
+        /// How many sent messages were never acknowledged.
+        unacknowledged: usize,
+        /// Why the connection was lost in the first place.
+        #[source]
+        cause: Arc<Self>,
+    },
     /// The underlying transport failed.
     #[error("transport error")]
     Transport(#[source] TransportError),
@@ -90,7 +102,7 @@ impl HubError {
             Self::ServerClosed {
                 allow_reconnect, ..
             } => *allow_reconnect,
-            Self::ConnectionLost(cause) => cause.is_retryable(),
+            Self::ConnectionLost(cause) | Self::ResumeFailed { cause, .. } => cause.is_retryable(),
             _ => false,
         }
     }

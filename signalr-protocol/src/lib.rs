@@ -71,6 +71,7 @@ mod msgpack_write;
 pub mod negotiate;
 mod payload;
 mod protocol;
+pub mod stateful;
 
 pub use decoder::MessageDecoder;
 pub use error::{BoxError, ProtocolError};

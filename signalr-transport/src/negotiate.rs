@@ -51,6 +51,24 @@ impl std::fmt::Debug for Negotiated {
 }
 
 impl Negotiated {
+    /// Opens a new WebSocket to the same connection (same token, no negotiate): how a client
+    /// resumes a stateful connection after losing its socket.
+    pub async fn reconnect_websocket(
+        &self,
+        format: signalr_protocol::TransferFormat,
+        options: &HttpOptions,
+    ) -> Result<crate::WebSocketTransport> {
+        let token = token(&self.token, options).await?;
+        crate::WebSocketTransport::connect(
+            &self.connect_url(),
+            token.as_deref(),
+            &self.headers,
+            format,
+            options,
+        )
+        .await
+    }
+
     /// The URL transports connect to: the hub URL with `id=<connection token>`.
     pub fn connect_url(&self) -> Url {
         let mut url = self.url.clone();

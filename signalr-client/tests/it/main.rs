@@ -3,4 +3,5 @@
 
 mod api;
 mod reconnect;
+mod stateful;
 mod support;

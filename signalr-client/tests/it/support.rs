@@ -10,7 +10,18 @@ use signalr_testserver::{ServerConfig, TestServer};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
+/// Logs to stderr when `RUST_LOG` is set (`RUST_LOG=debug cargo test ...`), for debugging.
+pub(crate) fn logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub(crate) async fn server(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    logs();
     let mut config = ServerConfig::default();
     configure(&mut config);
     TestServer::start(config).await.unwrap()
