@@ -21,6 +21,7 @@ use crate::{
     error::{HubError, Result},
     handlers::{HandlerFn, Handlers, Outcome, Subscription},
     stream::HubStream,
+    upload::Upload,
 };
 
 /// Where a connection is in its life.
@@ -247,16 +248,48 @@ impl HubConnection {
         method: &str,
         args: impl Serialize,
     ) -> Result<T> {
+        self.invoke_with_uploads(method, args, Vec::new()).await
+    }
+
+    /// Calls `method` with `args` followed by client-to-server streams (the .NET server binds
+    /// them to `ChannelReader<T>` or `IAsyncEnumerable<T>` parameters after the others), and
+    /// waits for its result. Each upload's items are sent as the call runs, then its end; once
+    /// the server has completed the call, uploads still running are stopped.
+    pub async fn invoke_with_uploads<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: impl Serialize,
+        uploads: Vec<Upload>,
+    ) -> Result<T> {
         let (reply, result) = oneshot::channel();
+        let stream_ids: Vec<String> = uploads.iter().map(|_| self.next_id()).collect();
         let command = Command::Invoke {
             id: self.next_id(),
             target: method.to_owned(),
             arguments: self.arguments(&args)?,
+            stream_ids: stream_ids.clone(),
             reply,
         };
-        self.command(command).await?;
-        let result = result.await.map_err(|_| HubError::Stopped)??;
-        driver::bind(result, self.format())
+        let commands = self.sender()?;
+        commands
+            .send(command)
+            .await
+            .map_err(|_| HubError::NotConnected {
+                state: self.state(),
+            })?;
+        // Started after the Invocation is queued, so that their items follow it.
+        let pumps: Vec<_> = uploads
+            .into_iter()
+            .zip(stream_ids)
+            .map(|(upload, id)| {
+                tokio::spawn(upload.pump(id, self.format(), commands.clone(), self.state_changes()))
+            })
+            .collect();
+        let result = result.await.map_err(|_| HubError::Stopped);
+        for pump in pumps {
+            pump.abort();
+        }
+        driver::bind(result??, self.format())
     }
 
     /// Calls `method` without waiting for (or getting) a result: fire and forget. Returns once

@@ -37,6 +37,8 @@ pub(crate) enum Command {
         id: String,
         target: String,
         arguments: Arguments,
+        /// Ids of client-to-server streams that are arguments of this call.
+        stream_ids: Vec<String>,
         reply: oneshot::Sender<Result<CompletionResult>>,
     },
     Send {
@@ -52,6 +54,16 @@ pub(crate) enum Command {
     },
     Cancel {
         id: String,
+    },
+    /// One item of client-to-server stream `id`.
+    UploadItem {
+        id: String,
+        item: Payload,
+    },
+    /// The end of client-to-server stream `id`, with an error if it failed.
+    UploadDone {
+        id: String,
+        error: Option<String>,
     },
     Stop {
         reply: oneshot::Sender<()>,
@@ -347,6 +359,11 @@ impl Driver {
             return Self::reject(command, state);
         }
         match command {
+            // Items in flight when the link broke follow their call through the outbox; the
+            // pumps pause while not connected, so there are at most a few.
+            Command::UploadItem { .. } | Command::UploadDone { .. } => {
+                self.outbox.push_back(command);
+            }
             Command::Cancel { id } => {
                 // A stream dropped before it was ever sent: forget it.
                 self.outbox
@@ -660,12 +677,25 @@ impl Driver {
                     id,
                     target,
                     arguments,
+                    stream_ids,
                     reply,
                 } => {
                     self.pending.insert(id.clone(), Pending::Invoke(reply));
-                    messages.push(HubMessage::Invocation(Invocation::new(
-                        id, target, arguments,
+                    let invocation =
+                        Invocation::new(id, target, arguments).with_stream_ids(stream_ids);
+                    messages.push(HubMessage::Invocation(invocation));
+                }
+                Command::UploadItem { id, item } => {
+                    messages.push(HubMessage::StreamItem(signalr_protocol::StreamItem::new(
+                        id, item,
                     )));
+                }
+                Command::UploadDone { id, error } => {
+                    let end = match error {
+                        None => signalr_protocol::Completion::void(id),
+                        Some(e) => signalr_protocol::Completion::error(id, e),
+                    };
+                    messages.push(HubMessage::Completion(end));
                 }
                 Command::Send {
                     target,
@@ -887,7 +917,8 @@ fn refuse(command: Command, make: impl Fn() -> HubError) {
         Command::Invoke { reply, .. } => drop(reply.send(Err(make()))),
         Command::Send { reply, .. } => drop(reply.send(Err(make()))),
         Command::Stream { items, .. } => drop(items.try_send(Err(make()))),
-        Command::Cancel { .. } => {}
+        // The items of an upload whose call could not be made go nowhere.
+        Command::Cancel { .. } | Command::UploadItem { .. } | Command::UploadDone { .. } => {}
         Command::Stop { reply } => acknowledge(vec![reply]),
     }
 }

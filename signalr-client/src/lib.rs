@@ -49,7 +49,7 @@
 //!
 //! # Stability
 //!
-//! Not yet: stateful reconnect and client-to-server streams are still to come.
+//! The API is young (0.x) and may change between minor versions.
 
 mod builder;
 mod connection;
@@ -58,6 +58,7 @@ mod error;
 mod handlers;
 mod rt;
 mod stream;
+mod upload;
 
 pub use builder::HubConnectionBuilder;
 pub use connection::{HubConnection, HubConnectionState};
@@ -67,3 +68,4 @@ pub use signalr_protocol as protocol;
 pub use signalr_reconnect as reconnect;
 pub use signalr_transport as transport;
 pub use stream::HubStream;
+pub use upload::Upload;

@@ -301,3 +301,44 @@ async fn stop_cancels_a_start_that_hangs() {
     assert!(matches!(result, Err(HubError::Stopped)), "{result:?}");
     assert_eq!(conn.state(), HubConnectionState::Disconnected);
 }
+
+#[tokio::test]
+async fn uploads_on_every_transport_and_protocol() {
+    use signalr_client::Upload;
+    let s = server(|_| {}).await;
+    for (transport, messagepack) in PAIRS {
+        let conn = builder(s.url(), transport, messagepack).build().unwrap();
+        conn.start().await.unwrap();
+        let sum: i64 = conn
+            .invoke_with_uploads(
+                "Sum",
+                (),
+                vec![Upload::new(futures_util::stream::iter(1..=100))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(sum, 5050, "{transport:?}");
+        // Items produced slowly, as a real stream would.
+        let slow = futures_util::stream::iter(1..=5).then(|i| async move {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            i
+        });
+        assert_eq!(
+            conn.invoke_with_uploads::<i64>("Sum", (), vec![Upload::new(slow)])
+                .await
+                .unwrap(),
+            15
+        );
+        // A failing upload fails the call on the server with its message.
+        let failing = futures_util::stream::iter([Ok(1), Err("sensor unplugged")]);
+        let err = conn
+            .invoke_with_uploads::<i64>("Sum", (), vec![Upload::fallible(failing)])
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("sensor unplugged"),
+            "{transport:?}: {err}"
+        );
+        conn.stop().await.unwrap();
+    }
+}

@@ -153,3 +153,44 @@ async fn without_the_servers_grant_it_is_a_plain_reconnect() {
     events.wait_for("reconnected").await;
     assert_eq!(conn.invoke::<i64>("Add", (1, 2)).await.unwrap(), 3);
 }
+
+#[tokio::test]
+async fn an_upload_survives_a_cut_socket() {
+    use futures_util::StreamExt as _;
+    use signalr_client::Upload;
+    let s = server(|c| c.stateful_reconnect = true).await;
+    let conn = stateful(s.url(), false);
+    conn.start().await.unwrap();
+    let produced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = Arc::clone(&produced);
+    let items = futures_util::stream::iter(1..=2000_i64).then(move |i| {
+        let count = Arc::clone(&count);
+        async move {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if i % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            i
+        }
+    });
+    let call = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            conn.invoke_with_uploads::<i64>("Sum", (), vec![Upload::new(items)])
+                .await
+        })
+    };
+    tokio::time::timeout(WAIT, async {
+        while produced.load(std::sync::atomic::Ordering::Relaxed) < 700 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap();
+    s.controls().abort_all();
+    assert_eq!(
+        call.await.unwrap().unwrap(),
+        2000 * 2001 / 2,
+        "every item counted once"
+    );
+}
