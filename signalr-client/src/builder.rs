@@ -19,6 +19,7 @@ pub struct HubConnectionBuilder {
     start_policy: Option<Arc<dyn RetryPolicy>>,
     outbox_capacity: usize,
     stateful_buffer: Option<usize>,
+    connector: Option<Arc<dyn signalr_transport::Connector>>,
     keep_alive: KeepAliveConfig,
     stream_buffer: usize,
 }
@@ -34,6 +35,7 @@ impl HubConnectionBuilder {
             start_policy: None,
             outbox_capacity: 1024,
             stateful_buffer: None,
+            connector: None,
             keep_alive: KeepAliveConfig::default(),
             stream_buffer: 256,
         }
@@ -77,10 +79,34 @@ impl HubConnectionBuilder {
         self
     }
 
+    /// Sends `name: value` with every request (negotiate, polls, sends, the WebSocket upgrade).
+    /// Header values are never logged.
+    #[must_use]
+    pub fn with_header(
+        mut self,
+        name: signalr_transport::reqwest_header::HeaderName,
+        value: signalr_transport::reqwest_header::HeaderValue,
+    ) -> Self {
+        self.http = self.http.header(name, value);
+        self
+    }
+
     /// Replaces the transport options (headers, TLS, timeouts, redirects, …).
     #[must_use]
     pub fn with_http_options(mut self, http: HttpOptions) -> Self {
         self.http = http;
+        self
+    }
+
+    /// Opens connections with `connector` instead of negotiating and starting a transport:
+    /// your own network stack, or `signalr_transport::memory::connector()` for tests that script
+    /// the server and run on a paused clock.
+    #[must_use]
+    pub fn with_connector(
+        mut self,
+        connector: impl signalr_transport::Connector + 'static,
+    ) -> Self {
+        self.connector = Some(Arc::new(connector));
         self
     }
 
@@ -160,7 +186,10 @@ impl HubConnectionBuilder {
 
     /// Checks the settings and builds the connection (not yet started).
     pub fn build(self) -> Result<HubConnection, BuildError> {
-        hub_url(&self.url).map_err(BuildError::Url)?;
+        // With a connector the URL is only a label; without one it must be usable.
+        if self.connector.is_none() {
+            hub_url(&self.url).map_err(BuildError::Url)?;
+        }
         self.keep_alive.validate().map_err(BuildError::KeepAlive)?;
         if self.http.transports.is_empty() {
             return Err(BuildError::NoTransport);
@@ -184,6 +213,7 @@ impl HubConnectionBuilder {
             start_policy: self.start_policy,
             outbox_capacity: self.outbox_capacity,
             stateful_buffer: self.stateful_buffer,
+            connector: self.connector,
             keep_alive: self.keep_alive,
             stream_buffer: self.stream_buffer.max(1),
         }))

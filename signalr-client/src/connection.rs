@@ -50,6 +50,8 @@ pub(crate) struct Config {
     pub(crate) outbox_capacity: usize,
     /// Stateful reconnect's replay-buffer limit in bytes, when enabled.
     pub(crate) stateful_buffer: Option<usize>,
+    /// Opens connections instead of negotiate + transports, when set.
+    pub(crate) connector: Option<Arc<dyn signalr_transport::Connector>>,
     pub(crate) keep_alive: KeepAliveConfig,
     pub(crate) stream_buffer: usize,
 }

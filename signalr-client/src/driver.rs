@@ -108,10 +108,13 @@ fn to_instant(i: std::time::Instant) -> Instant {
 /// Negotiates, opens a transport and completes the handshake.
 async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
     let protocol = Arc::clone(&config.protocol);
-    let mut conn =
-        signalr_transport::connect(&config.url, protocol.transfer_format(), &config.http)
-            .await
-            .map_err(HubError::Transport)?;
+    let opened = match &config.connector {
+        Some(connector) => connector.connect(protocol.transfer_format()).await,
+        None => {
+            signalr_transport::connect(&config.url, protocol.transfer_format(), &config.http).await
+        }
+    };
+    let mut conn = opened.map_err(HubError::Transport)?;
     // Version 2 asks for stateful reconnect; only WebSockets resume.
     let stateful = config.stateful_buffer.is_some()
         && conn.stateful_reconnect()

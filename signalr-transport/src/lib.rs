@@ -62,6 +62,7 @@
 mod connect;
 mod error;
 mod long_polling;
+pub mod memory;
 mod negotiate;
 mod options;
 mod redact;
@@ -77,10 +78,21 @@ pub use long_polling::LongPollingTransport;
 pub use negotiate::{Negotiated, negotiate};
 pub use options::{AccessTokenFactory, CrossOriginRedirects, HttpOptions, WebSocketOptions};
 pub use redact::{Redacted, redact};
+/// Header names and values for [`HttpOptions::header`], re-exported from `reqwest` (`http`).
+pub use reqwest::header as reqwest_header;
 pub use signalr_protocol::{TransferFormat, TransportKind};
 pub use sse::SseTransport;
 pub use tls::TlsOptions;
 pub use websocket::WebSocketTransport;
+
+/// Opens connections: what a client calls to get a started transport. [`connect`] with
+/// [`HttpOptions`] is the real one; [`memory::connector`] gives in-process ones for tests, and
+/// users can bring their own (another network stack, a proxy, a recorder).
+#[async_trait]
+pub trait Connector: Send + Sync + std::fmt::Debug {
+    /// Opens a transport carrying `format`, ready for the handshake.
+    async fn connect(&self, format: TransferFormat) -> Result<Connection, TransportError>;
+}
 
 /// A started transport: bytes out, bytes in.
 ///

@@ -5,3 +5,4 @@ mod api;
 mod reconnect;
 mod stateful;
 mod support;
+mod timing;

@@ -289,3 +289,25 @@ async fn the_initial_start_is_retried_only_with_a_start_policy() {
         .unwrap();
     assert!(matches!(starting.await.unwrap(), Err(HubError::Stopped)));
 }
+
+#[tokio::test]
+async fn a_server_restart_is_survived() {
+    let s = server(|_| {}).await;
+    let conn = HubConnectionBuilder::new(s.url())
+        .with_header("x-tenant".parse().unwrap(), "acme".parse().unwrap())
+        .with_automatic_reconnect_policy(ms(&[0, 100, 100, 100, 100, 100, 100, 100]))
+        .build()
+        .unwrap();
+    let events = Events::attach(&conn);
+    conn.start().await.unwrap();
+    // The server goes down (every connection dropped, new ones refused) and comes back 400 ms later.
+    s.controls().refuse_for(Duration::from_millis(400));
+    s.controls().abort_all();
+    events.wait_for("reconnected").await;
+    assert_eq!(conn.invoke::<i64>("Add", (5, 5)).await.unwrap(), 10);
+    assert!(
+        events.list().iter().all(|e| !e.starts_with("closed")),
+        "{:?}",
+        events.list()
+    );
+}
