@@ -600,8 +600,9 @@ impl Driver {
             .min();
             // A full replay buffer holds new calls back until the server acknowledges.
             let accepting = !session.stateful.as_ref().is_some_and(|(b, _)| b.is_full());
+            // Unbiased: a flood of calls must not starve receiving (and with it pings, Acks and
+            // the server timeout), nor a flood of messages starve the calls.
             tokio::select! {
-                biased;
                 command = self.commands.recv(), if accepting => {
                     let Some(first) = command else { return Exit::Abandoned };
                     if let Err(exit) = self.on_commands(session, first).await {

@@ -342,3 +342,51 @@ async fn uploads_on_every_transport_and_protocol() {
         conn.stop().await.unwrap();
     }
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<signalr_client::HubConnection>();
+}
+
+#[tokio::test]
+async fn a_flood_of_sends_does_not_starve_receiving() {
+    let s = server(|_| {}).await;
+    let conn = HubConnectionBuilder::new(s.url()).build().unwrap();
+    conn.start().await.unwrap();
+    let (seen, _sub) = {
+        let seen = Arc::new(Mutex::new(0_usize));
+        let s2 = Arc::clone(&seen);
+        let sub = conn.on("flood", move |(_i,): (i32,)| {
+            let s2 = Arc::clone(&s2);
+            async move { *s2.lock().unwrap() += 1 }
+        });
+        (seen, sub)
+    };
+    // Eight tasks send as fast as they can while the server streams calls back.
+    let senders: Vec<_> = (0..8)
+        .map(|_| {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                for i in 0..500 {
+                    conn.send("SendToCaller", ("flood", i)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    assert_eq!(
+        conn.invoke::<i32>("Sequence", (10,)).await.unwrap(),
+        10,
+        "an invoke completes during the flood"
+    );
+    for s in senders {
+        s.await.unwrap();
+    }
+    tokio::time::timeout(WAIT, async {
+        while *seen.lock().unwrap() < 4000 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("every call came back");
+}
