@@ -5,12 +5,7 @@
 //! `outbound` frames to whichever transport is attached. Everything the protocol says happens
 //! here.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    panic::AssertUnwindSafe,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -18,6 +13,7 @@ use signalr_protocol::{
     Arguments, CancelInvocation, Close, Completion, CompletionResult, HandshakeRequest,
     HandshakeResponse, HubMessage, HubProtocol, Invocation, JsonHubProtocol, MessageDecoder,
     MessagePackHubProtocol, Payload, PayloadFormat, StreamItem, TransferFormat, TransportKind,
+    stateful::MessageBuffer,
 };
 use tokio::{
     sync::{mpsc, oneshot},
@@ -97,31 +93,6 @@ enum Exit {
     Error(String),
 }
 
-/// The sending and receiving halves of stateful reconnect.
-#[derive(Debug)]
-struct Stateful {
-    limit: usize,
-    /// The sequence id of the last trackable message sent.
-    sent: u64,
-    /// Sent and not yet acknowledged, oldest first.
-    buffer: VecDeque<(u64, Bytes)>,
-    buffered_bytes: usize,
-    /// The highest incoming sequence id processed.
-    received: u64,
-    /// What the last Ack we sent said.
-    acked: u64,
-    /// The id the next incoming trackable message has.
-    next_incoming: u64,
-    /// After a resume, incoming messages are dropped until the client's Sequence arrives.
-    awaiting_sequence: bool,
-}
-
-impl Stateful {
-    fn first_unacked(&self) -> u64 {
-        self.buffer.front().map_or(self.sent + 1, |(id, _)| *id)
-    }
-}
-
 struct Session {
     shared: Arc<Shared>,
     entry: Arc<ConnEntry>,
@@ -140,7 +111,8 @@ struct Session {
     next_call_id: u64,
     running: HashMap<String, AbortHandle>,
     uploads: HashMap<String, mpsc::Sender<HubResult<Payload>>>,
-    stateful: Option<Stateful>,
+    /// Stateful reconnect's bookkeeping (signalr-protocol's `MessageBuffer`), when in use.
+    stateful: Option<MessageBuffer>,
     /// `false` while a stateful connection waits to be resumed.
     attached: bool,
     /// Which socket is attached: 0 for the first, then one more per resume.
@@ -198,9 +170,7 @@ impl Session {
     }
 
     fn buffer_full(&self) -> bool {
-        self.stateful
-            .as_ref()
-            .is_some_and(|s| s.buffered_bytes >= s.limit)
+        self.stateful.as_ref().is_some_and(MessageBuffer::is_full)
     }
 
     async fn run(mut self) {
@@ -348,16 +318,15 @@ impl Session {
             let _ = self.outbound.send(Outbound::Abort).await;
         }
         self.generation = generation;
-        let Some(state) = self.stateful.as_mut() else {
+        let Some(buffer) = self.stateful.as_mut() else {
             return Ok(());
         };
         // Frames queued for the old socket are in the replay buffer too; drop the copies.
         if let Ok(mut rx) = self.entry.outbound.try_lock() {
             while rx.try_recv().is_ok() {}
         }
-        state.awaiting_sequence = true;
-        let first = state.first_unacked();
-        let replay: Vec<Bytes> = state.buffer.iter().map(|(_, f)| f.clone()).collect();
+        let (sequence, replay) = buffer.resume();
+        let first = sequence.sequence_id;
         self.attached = true;
         self.detached_since = None;
         self.last_received = crate::now();
@@ -370,10 +339,7 @@ impl Session {
             replayed = replay.len(),
             "connection resumed"
         );
-        self.write(&HubMessage::Sequence(signalr_protocol::Sequence::new(
-            first,
-        )))
-        .await?;
+        self.write(&HubMessage::Sequence(sequence)).await?;
         for frame in replay {
             self.push(frame).await?;
         }
@@ -413,15 +379,8 @@ impl Session {
             }
             None => {}
         }
-        if let Some(state) = &self.stateful {
-            if state.received > state.acked && !state.awaiting_sequence {
-                let received = state.received;
-                self.write(&HubMessage::Ack(signalr_protocol::Ack::new(received)))
-                    .await?;
-                if let Some(state) = &mut self.stateful {
-                    state.acked = received;
-                }
-            }
+        if let Some(ack) = self.stateful.as_mut().and_then(MessageBuffer::take_ack) {
+            self.write(&HubMessage::Ack(ack)).await?;
         }
         Ok(())
     }
@@ -508,16 +467,7 @@ impl Session {
             && request.version >= 2
             && transport == Some(TransportKind::WebSockets)
         {
-            self.stateful = Some(Stateful {
-                limit: self.config().stateful_buffer_bytes,
-                sent: 0,
-                buffer: VecDeque::new(),
-                buffered_bytes: 0,
-                received: 0,
-                acked: 0,
-                next_incoming: 1,
-                awaiting_sequence: false,
-            });
+            self.stateful = Some(MessageBuffer::new(self.config().stateful_buffer_bytes));
         }
         info!(
             protocol = protocol.name(),
@@ -561,19 +511,9 @@ impl Session {
 
     /// Applies stateful-reconnect numbering to an incoming trackable message; `false` = drop it.
     fn accept_incoming(&mut self) -> bool {
-        let Some(state) = &mut self.stateful else {
-            return true;
-        };
-        if state.awaiting_sequence {
-            return false;
-        }
-        let id = state.next_incoming;
-        state.next_incoming += 1;
-        if id <= state.received {
-            return false; // a duplicate replayed by the client
-        }
-        state.received = id;
-        true
+        self.stateful
+            .as_mut()
+            .is_none_or(MessageBuffer::on_received)
     }
 
     async fn on_message(&mut self, message: HubMessage) -> Result<(), Exit> {
@@ -630,36 +570,27 @@ impl Session {
     }
 
     fn on_ack(&mut self, id: u64) -> Result<(), Exit> {
-        let Some(state) = &mut self.stateful else {
-            return Ok(());
-        };
-        if id > state.sent {
-            return Err(Exit::Error(format!(
-                "Connection closed with an error. Ack {id} is beyond the {} messages sent.",
-                state.sent
-            )));
+        match &mut self.stateful {
+            Some(buffer) => buffer.on_ack(id).map_err(|e| {
+                Exit::Error(format!(
+                    "Connection closed with an error. {}",
+                    HubError::from(e)
+                ))
+            }),
+            None => Ok(()),
         }
-        while state.buffer.front().is_some_and(|(seq, _)| *seq <= id) {
-            if let Some((_, frame)) = state.buffer.pop_front() {
-                state.buffered_bytes -= frame.len();
-            }
-        }
-        Ok(())
     }
 
     fn on_sequence(&mut self, id: u64) -> Result<(), Exit> {
-        let Some(state) = &mut self.stateful else {
-            return Ok(());
-        };
-        if id == 0 || id > state.received + 1 {
-            return Err(Exit::Error(format!(
-                "Connection closed with an error. Sequence ID {id} is not between 1 and {}.",
-                state.received + 1
-            )));
+        match &mut self.stateful {
+            Some(buffer) => buffer.on_sequence(id).map_err(|e| {
+                Exit::Error(format!(
+                    "Connection closed with an error. {}",
+                    HubError::from(e)
+                ))
+            }),
+            None => Ok(()),
         }
-        state.next_incoming = id;
-        state.awaiting_sequence = false;
-        Ok(())
     }
 
     async fn on_completion(&mut self, m: Completion) {
@@ -871,11 +802,9 @@ impl Session {
             return Ok(());
         }
         let frame = buf.freeze();
-        if let Some(state) = &mut self.stateful {
+        if let Some(buffer) = &mut self.stateful {
             if message.message_type().is_trackable() {
-                state.sent += 1;
-                state.buffered_bytes += frame.len();
-                state.buffer.push_back((state.sent, frame.clone()));
+                buffer.on_sent(frame.clone());
             }
         }
         self.push(frame).await
