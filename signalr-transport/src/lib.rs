@@ -60,6 +60,7 @@
 //! - `rustls` (default): TLS as above. Without it, `https`/`wss` fail with a clear error.
 
 mod connect;
+mod endpoint;
 mod error;
 mod long_polling;
 pub mod memory;

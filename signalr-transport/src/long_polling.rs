@@ -5,29 +5,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use reqwest::{
-    Url,
-    header::{AUTHORIZATION, HeaderMap},
-};
+use reqwest::{Method, Url, header::HeaderMap};
 use signalr_protocol::{TransferFormat, TransportKind};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::debug;
 
 use crate::{
     Transport,
+    endpoint::Endpoint,
     error::{Result, TransportError},
-    negotiate::{bearer, http_error},
+    negotiate::http_error,
     options::HttpOptions,
-    sse::{next_chunk, post},
+    sse::next_chunk,
 };
 
 /// A long-polling connection: a background task polls, `recv` reads what it got.
 #[derive(Debug)]
 pub struct LongPollingTransport {
-    client: reqwest::Client,
-    url: Url,
-    token: Option<String>,
-    headers: HeaderMap,
+    endpoint: Endpoint,
     format: TransferFormat,
     request_timeout: Duration,
     received: mpsc::Receiver<Result<Bytes>>,
@@ -36,10 +31,7 @@ pub struct LongPollingTransport {
 }
 
 struct Poller {
-    client: reqwest::Client,
-    url: Url,
-    token: Option<String>,
-    headers: HeaderMap,
+    endpoint: Endpoint,
     timeout: Duration,
     max: usize,
 }
@@ -48,17 +40,13 @@ impl Poller {
     /// One poll: `Ok(Some(bytes))` with data, `Ok(None)` when the poll timed out empty, an error
     /// when the connection is over.
     async fn poll(&self, n: u64) -> Result<Option<Bytes>> {
-        let mut url = self.url.clone();
+        let mut url = self.endpoint.url.clone();
         // A cache buster, as the official clients add (they use a timestamp; a counter does too).
         url.query_pairs_mut().append_pair("_", &n.to_string());
-        let mut request = self
-            .client
-            .get(url)
-            .headers(self.headers.clone())
+        let request = self
+            .endpoint
+            .request(Method::GET, url)?
             .timeout(self.timeout);
-        if let Some(token) = &self.token {
-            request = request.header(AUTHORIZATION, bearer(token)?);
-        }
         let response = match request.send().await {
             Ok(r) => r,
             // A poll that outlives the client timeout is abandoned and re-issued.
@@ -128,14 +116,10 @@ impl LongPollingTransport {
         format: TransferFormat,
         options: &HttpOptions,
     ) -> Result<Self> {
-        let mut request = client
-            .get(url.clone())
-            .headers(headers.clone())
-            .timeout(options.connect_timeout);
-        if let Some(token) = token {
-            request = request.header(AUTHORIZATION, bearer(token)?);
-        }
-        let first = request
+        let endpoint = Endpoint::new(client, url, token, headers);
+        let first = endpoint
+            .request(Method::GET, url.clone())?
+            .timeout(options.connect_timeout)
             .send()
             .await
             .map_err(|e| http_error("poll", e, options))?;
@@ -153,19 +137,13 @@ impl LongPollingTransport {
             }
         }
         let poller = Poller {
-            client: client.clone(),
-            url: url.clone(),
-            token: token.map(str::to_owned),
-            headers: headers.clone(),
+            endpoint: endpoint.clone(),
             timeout: options.poll_timeout,
             max: options.max_message_size,
         };
         let poller = tokio::spawn(poller.run(tx));
         Ok(Self {
-            client: client.clone(),
-            url: url.clone(),
-            token: token.map(str::to_owned),
-            headers: headers.clone(),
+            endpoint,
             format,
             request_timeout: options.request_timeout,
             received,
@@ -195,15 +173,7 @@ impl Transport for LongPollingTransport {
         if self.closed {
             return Err(TransportError::Closed);
         }
-        post(
-            &self.client,
-            &self.url,
-            self.token.as_deref(),
-            &self.headers,
-            self.request_timeout,
-            data,
-        )
-        .await
+        self.endpoint.post(data, self.request_timeout).await
     }
 
     async fn recv(&mut self) -> Option<Result<Bytes>> {
@@ -217,14 +187,10 @@ impl Transport for LongPollingTransport {
         }
         self.closed = true;
         self.poller.abort();
-        let mut request = self
-            .client
-            .delete(self.url.clone())
-            .headers(self.headers.clone())
+        let request = self
+            .endpoint
+            .request(Method::DELETE, self.endpoint.url.clone())?
             .timeout(self.request_timeout);
-        if let Some(token) = &self.token {
-            request = request.header(AUTHORIZATION, bearer(token)?);
-        }
         // 404 on DELETE is harmless: the server already forgot the connection.
         match request.send().await {
             Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => Ok(()),

@@ -24,6 +24,7 @@ use tracing::debug;
 
 use crate::{
     Transport,
+    endpoint::Endpoint,
     error::{BoxError, Result, TransportError},
     negotiate::{bearer, http_error},
     options::HttpOptions,
@@ -33,10 +34,7 @@ use crate::{
 /// A connected event stream plus the URL to `POST` to.
 #[derive(Debug)]
 pub struct SseTransport {
-    client: reqwest::Client,
-    url: Url,
-    token: Option<String>,
-    headers: HeaderMap,
+    endpoint: Endpoint,
     request_timeout: std::time::Duration,
     events: mpsc::Receiver<Result<Bytes>>,
     reader: JoinHandle<()>,
@@ -142,10 +140,7 @@ impl SseTransport {
             let _ = tx.send(Err(TransportError::ClosedByServer)).await;
         });
         Ok(Self {
-            client: client.clone(),
-            url: url.clone(),
-            token: token.map(str::to_owned),
-            headers: headers.clone(),
+            endpoint: Endpoint::new(client, url, token, headers),
             request_timeout: options.request_timeout,
             events,
             reader,
@@ -182,46 +177,6 @@ pub(crate) async fn next_chunk(
     }
 }
 
-/// `POST`s `data` to the connection (shared with long polling).
-pub(crate) async fn post(
-    client: &reqwest::Client,
-    url: &Url,
-    token: Option<&str>,
-    headers: &HeaderMap,
-    timeout: std::time::Duration,
-    data: Bytes,
-) -> Result<()> {
-    let mut request = client
-        .post(url.clone())
-        .headers(headers.clone())
-        .timeout(timeout)
-        .body(data);
-    if let Some(token) = token {
-        request = request.header(AUTHORIZATION, bearer(token)?);
-    }
-    let response = request.send().await.map_err(|e| {
-        if e.is_timeout() {
-            TransportError::Timeout {
-                what: "send",
-                after: timeout,
-            }
-        } else {
-            TransportError::Http {
-                what: "send",
-                source: e.without_url().into(),
-            }
-        }
-    })?;
-    match response.status().as_u16() {
-        200..=299 => Ok(()),
-        404 => Err(TransportError::ConnectionGone),
-        status => Err(TransportError::Status {
-            what: "send",
-            status,
-        }),
-    }
-}
-
 #[async_trait]
 impl Transport for SseTransport {
     fn kind(&self) -> TransportKind {
@@ -236,15 +191,7 @@ impl Transport for SseTransport {
         if self.closed {
             return Err(TransportError::Closed);
         }
-        post(
-            &self.client,
-            &self.url,
-            self.token.as_deref(),
-            &self.headers,
-            self.request_timeout,
-            data,
-        )
-        .await
+        self.endpoint.post(data, self.request_timeout).await
     }
 
     async fn recv(&mut self) -> Option<Result<Bytes>> {
