@@ -25,6 +25,7 @@ mod config;
 pub mod contract;
 mod http;
 pub mod hub;
+pub mod proxy;
 mod registry;
 mod session;
 
