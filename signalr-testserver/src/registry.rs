@@ -24,8 +24,10 @@ pub(crate) enum Outbound {
     Frame { bytes: Bytes, binary: bool },
     /// The connection ended normally: close the transport cleanly.
     Close,
-    /// Drop the transport at once (no close frame): the `AbortMe` fault.
-    Abort,
+    /// Drop the transport at once (no close frame): the `AbortMe` fault. With a generation,
+    /// only the socket of that generation obeys (a resume cutting the socket it replaces); other
+    /// writers skip it.
+    Abort(Option<u64>),
 }
 
 /// Where a long-polling client is in its poll cycle.

@@ -5,7 +5,12 @@
 //! `outbound` frames to whichever transport is attached. Everything the protocol says happens
 //! here.
 
-use std::{collections::HashMap, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -117,6 +122,10 @@ struct Session {
     attached: bool,
     /// Which socket is attached: 0 for the first, then one more per resume.
     generation: u64,
+    /// Events that arrived while a send was waiting, handled next.
+    deferred: VecDeque<Control>,
+    /// Bytes were taken in while a send was waiting; their messages are handled next.
+    input_pending: bool,
     detached_since: Option<Instant>,
     blackhole_until: Option<Instant>,
 }
@@ -145,6 +154,8 @@ impl Session {
             stateful: None,
             attached: true,
             generation: 0,
+            deferred: VecDeque::new(),
+            input_pending: false,
             detached_since: None,
             blackhole_until: None,
         }
@@ -197,6 +208,18 @@ impl Session {
                 }
                 continue;
             }
+            if self.input_pending {
+                if let Err(exit) = self.process_input().await {
+                    return exit;
+                }
+                continue;
+            }
+            if let Some(control) = self.deferred.pop_front() {
+                if let Err(exit) = self.on_control(control).await {
+                    return exit;
+                }
+                continue;
+            }
             let accept_commands = self.protocol.is_some() && !self.buffer_full();
             let result = tokio::select! {
                 biased;
@@ -242,7 +265,7 @@ impl Session {
                 Outbound::Close
             }
             Exit::Closed => Outbound::Close,
-            Exit::Aborted(_) => Outbound::Abort,
+            Exit::Aborted(_) => Outbound::Abort(None),
         };
         let _ = timeout(Duration::from_secs(1), self.outbound.send(last)).await;
     }
@@ -257,7 +280,10 @@ impl Session {
                     (true, true) => {
                         // The client will resume this connection on a new socket.
                         info!("transport aborted; waiting for the client to resume");
-                        let _ = self.outbound.send(Outbound::Abort).await;
+                        let _ = self
+                            .outbound
+                            .send(Outbound::Abort(Some(self.generation)))
+                            .await;
                         self.detach();
                         Ok(())
                     }
@@ -315,7 +341,10 @@ impl Session {
             // The client replaced a socket we still think is alive (it saw the break first):
             // cut the old one; its writer lets go of the channel after this.
             info!("a resume replaces a socket that was still attached");
-            let _ = self.outbound.send(Outbound::Abort).await;
+            let _ = self
+                .outbound
+                .send(Outbound::Abort(Some(self.generation)))
+                .await;
         }
         self.generation = generation;
         let Some(buffer) = self.stateful.as_mut() else {
@@ -340,8 +369,13 @@ impl Session {
             "connection resumed"
         );
         self.write(&HubMessage::Sequence(sequence)).await?;
-        for frame in replay {
-            self.push(frame).await?;
+        // One frame for the whole replay: one slot in the outbound channel, however much it is.
+        if !replay.is_empty() {
+            let mut all = BytesMut::with_capacity(replay.iter().map(Bytes::len).sum());
+            for frame in &replay {
+                all.extend_from_slice(frame);
+            }
+            self.push(all.freeze()).await?;
         }
         Ok(())
     }
@@ -414,6 +448,12 @@ impl Session {
         } else if let Some(decoder) = &mut self.decoder {
             decoder.push(bytes);
         }
+        self.process_input().await
+    }
+
+    /// Handles every complete message the decoder holds.
+    async fn process_input(&mut self) -> Result<(), Exit> {
+        self.input_pending = false;
         loop {
             let next = match &mut self.decoder {
                 Some(decoder) => decoder.next_message(),
@@ -826,10 +866,47 @@ impl Session {
         // A transport that stops draining (a long-polling client that went away) must not hold
         // the session forever.
         let wait = self.config().disconnect_timeout.max(Duration::from_secs(1));
-        match timeout(wait, self.outbound.send(Outbound::Frame { bytes, binary })).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Exit::Aborted("transport gone")),
-            Err(_) => Err(Exit::Aborted("transport stopped reading")),
+        let deadline = crate::now() + wait;
+        let frame = Outbound::Frame { bytes, binary };
+        if self.stateful.is_none() {
+            return match timeout(wait, self.outbound.send(frame)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Exit::Aborted("transport gone")),
+                Err(_) => Err(Exit::Aborted("transport stopped reading")),
+            };
+        }
+        // Stateful: while the channel is full, still notice the socket closing (the frame is in
+        // the replay buffer, so detaching loses nothing) and keep other events for later.
+        let outbound = self.outbound.clone();
+        let send = outbound.send(frame);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.map_err(|_| Exit::Aborted("transport gone")),
+                control = self.control.recv() => match control {
+                    Some(Control::TransportClosed(generation)) if generation == self.generation => {
+                        info!("transport lost while sending; waiting for the client to resume");
+                        self.detach();
+                        return Ok(());
+                    }
+                    Some(other) => self.deferred.push_back(other),
+                    None => return Err(Exit::Closed),
+                },
+                // Keep reading while waiting to write: a client blocked on its own full socket
+                // stops reading us, so one of the two has to. The bytes wait in the decoder
+                // (bounded by the client's replay limit) and are handled right after.
+                bytes = self.inbound.recv(), if self.decoder.is_some() => match bytes {
+                    Some(bytes) => {
+                        self.last_received = crate::now();
+                        if let Some(decoder) = &mut self.decoder {
+                            decoder.push(&bytes);
+                        }
+                        self.input_pending = true;
+                    }
+                    None => return Err(Exit::Closed),
+                },
+                () = sleep_until(deadline) => return Err(Exit::Aborted("transport stopped reading")),
+            }
         }
     }
 }

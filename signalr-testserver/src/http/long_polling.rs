@@ -63,7 +63,7 @@ pub(super) async fn poll(
     loop {
         match next {
             Some(Outbound::Frame { bytes, .. }) => body.extend_from_slice(&bytes),
-            Some(Outbound::Close | Outbound::Abort) | None => break,
+            Some(Outbound::Close | Outbound::Abort(_)) | None => break,
         }
         match outbound.try_recv() {
             Ok(more) => next = Some(more),

@@ -75,7 +75,7 @@ pub(super) fn connect(
                 }
                 Some((Ok::<_, Infallible>(chunk.freeze()), a))
             }
-            Some(Outbound::Close | Outbound::Abort) | None => None,
+            Some(Outbound::Close | Outbound::Abort(_)) | None => None,
         }
     });
     let body = Body::from_stream(opening.chain(events));

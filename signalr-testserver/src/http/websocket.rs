@@ -74,6 +74,15 @@ pub(super) fn connect(
         .on_upgrade(move |socket| serve(entry, socket, resume).instrument(span)))
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 enum End {
     /// The session ended the connection; the socket was closed (or dropped, on abort).
     BySession,
@@ -133,26 +142,31 @@ async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
     let Some((mut outbound, generation)) = attach(&entry, &mut sink, resume).await else {
         return;
     };
-    let end = loop {
-        tokio::select! {
-            incoming = stream.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    if entry.inbound.send(Bytes::from(text)).await.is_err() {
-                        break End::BySession;
-                    }
-                }
-                Some(Ok(Message::Binary(bytes))) => {
-                    if entry.inbound.send(bytes).await.is_err() {
-                        break End::BySession;
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | None => break End::BySocket,
+    // The reader runs on its own: forwarding into a full inbound queue must never stop this
+    // loop from draining the outbound one (the session may be waiting on it), or both wait.
+    let inbound = entry.inbound.clone();
+    let mut reader = tokio::spawn(async move {
+        loop {
+            let bytes = match stream.next().await {
+                Some(Ok(Message::Text(text))) => Bytes::from(text),
+                Some(Ok(Message::Binary(bytes))) => bytes,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_))) | None => return End::BySocket,
                 Some(Err(e)) => {
                     debug!(error = %e, "socket error");
-                    break End::BySocket;
+                    return End::BySocket;
                 }
-            },
+            };
+            if inbound.send(bytes).await.is_err() {
+                return End::BySession;
+            }
+        }
+    });
+    // However this loop ends, the reader goes with it.
+    let _reader_guard = AbortOnDrop(reader.abort_handle());
+    let end = loop {
+        tokio::select! {
+            ended = &mut reader => break ended.unwrap_or(End::BySocket),
             out = outbound.recv() => {
                 let mut next = out;
                 // Feed everything that is ready, then flush once.
@@ -175,12 +189,14 @@ async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
                             let _ = sink.send(Message::Close(Some(CloseFrame { code: close_code::NORMAL, reason: Utf8Bytes::default() }))).await;
                             return;
                         }
-                        Some(Outbound::Abort) => {
+                        // A cut meant for the socket this one replaced: not ours.
+                        Some(Outbound::Abort(Some(target))) if target != generation => {}
+                        Some(Outbound::Abort(_)) => {
                             // Dropping both halves closes the TCP connection without a close frame.
                             debug!("socket aborted");
                             drop(outbound);
                             drop(sink);
-                            drop(stream);
+                            reader.abort();
                             let _ = entry.control.send(Control::TransportClosed(generation));
                             return;
                         }
