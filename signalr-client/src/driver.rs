@@ -391,32 +391,63 @@ impl Driver {
         };
         let negotiated = negotiated.clone();
         let config = Arc::clone(&self.config);
-        let attempt =
-            negotiated.reconnect_websocket(config.protocol.transfer_format(), &config.http);
-        tokio::pin!(attempt);
-        let transport = loop {
-            tokio::select! {
-                result = &mut attempt => match result {
-                    Ok(t) => break t,
-                    Err(e) => {
-                        debug!(error = %e, "resume failed");
-                        return Err(None);
+        // The server keeps the connection for its disconnect timeout (15 s by default): keep
+        // trying within that, since a cut can land on the resume itself. A 4xx answer means the
+        // server gave the connection up; then a new connection is the only way.
+        let deadline = rt::now() + RESUME_WINDOW;
+        let mut delay = Duration::ZERO;
+        loop {
+            let attempt =
+                negotiated.reconnect_websocket(config.protocol.transfer_format(), &config.http);
+            tokio::pin!(attempt);
+            let result = loop {
+                tokio::select! {
+                    result = &mut attempt => break result,
+                    command = self.commands.recv() => match command {
+                        Some(Command::Stop { reply }) => return Err(Some(Exit::Stopped(vec![reply]))),
+                        // Held in the outbox; sent after the replay.
+                        Some(other) => self.hold(other, HubConnectionState::Reconnecting),
+                        None => return Err(Some(Exit::Abandoned)),
                     }
-                },
-                command = self.commands.recv() => match command {
-                    Some(Command::Stop { reply }) => return Err(Some(Exit::Stopped(vec![reply]))),
-                    // Held in the outbox; sent after the replay.
-                    Some(other) => self.hold(other, HubConnectionState::Reconnecting),
-                    None => return Err(Some(Exit::Abandoned)),
                 }
+            };
+            let failure = match result {
+                Ok(transport) => match Self::replay(session, Box::new(transport), &config).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => e,
+                },
+                Err(signalr_transport::TransportError::Status {
+                    status: 400..=499, ..
+                }) => {
+                    debug!("the server no longer has the connection");
+                    return Err(None);
+                }
+                Err(e) => e,
+            };
+            debug!(error = %failure, "resume attempt failed");
+            delay = (delay * 2).clamp(Duration::from_millis(10), Duration::from_millis(500));
+            let at = rt::now() + delay;
+            if at >= deadline {
+                return Err(None);
             }
-        };
-        session.transport = Box::new(transport);
+            self.wait_until(at, HubConnectionState::Reconnecting)
+                .await
+                .map_err(Some)?;
+        }
+    }
+
+    /// Puts `transport` in place and sends Sequence and every unacknowledged message on it.
+    async fn replay(
+        session: &mut Session,
+        transport: Box<dyn Transport>,
+        config: &Config,
+    ) -> std::result::Result<(), signalr_transport::TransportError> {
+        session.transport = transport;
         session.decoder = MessageDecoder::new(Arc::clone(&config.protocol));
         let now = rt::now();
         session.keep_alive.on_message_received(now);
         let Some((buffer, _)) = &mut session.stateful else {
-            return Err(None);
+            return Err(signalr_transport::TransportError::Closed);
         };
         let (sequence, replay) = buffer.resume();
         let mut out = BytesMut::new();
@@ -425,14 +456,12 @@ impl Driver {
             .encode(&HubMessage::Sequence(sequence), &mut out)
             .is_err()
         {
-            return Err(None);
+            return Err(signalr_transport::TransportError::Closed);
         }
         for frame in &replay {
             out.extend_from_slice(frame);
         }
-        if session.transport.send(out.freeze()).await.is_err() {
-            return Err(None);
-        }
+        session.transport.send(out.freeze()).await?;
         session.keep_alive.on_message_sent(now);
         info!(replayed = replay.len(), "connection resumed");
         Ok(())
@@ -631,6 +660,7 @@ impl Driver {
                     if session.ack_due.is_some_and(|due| due <= to_instant(rt::now())) {
                         session.ack_due = None;
                         if let Some(ack) = session.stateful.as_mut().and_then(|(b, _)| b.take_ack()) {
+                            debug!(sequence_id = ack.sequence_id, "sending Ack");
                             if let Err(e) = self.write(session, &[HubMessage::Ack(ack)]).await {
                                 return Exit::Lost(e);
                             }
@@ -806,13 +836,16 @@ impl Driver {
 
     async fn on_message(&mut self, session: &mut Session, message: HubMessage) -> Result<()> {
         if let Some((buffer, _)) = &mut session.stateful {
-            if message.message_type().is_trackable() {
-                if !buffer.on_received() {
-                    return Ok(()); // a replayed duplicate, or before the server's Sequence
-                }
+            let kind = message.message_type();
+            if kind.is_trackable() || matches!(message, HubMessage::Sequence(_)) {
+                // Duplicates too: the server replays them because it missed our Ack, and its
+                // full buffer waits for one.
                 if session.ack_due.is_none() {
                     session.ack_due = Some(to_instant(rt::now()) + ACK_DELAY);
                 }
+            }
+            if kind.is_trackable() && !buffer.on_received() {
+                return Ok(()); // a replayed duplicate, or before the server's Sequence
             }
         }
         match message {
@@ -899,6 +932,10 @@ impl Driver {
         Ok(())
     }
 }
+
+/// How long a lost stateful connection is tried to be resumed before a new one is made: under
+/// the server's default disconnect timeout (15 s), after which it forgets the connection.
+const RESUME_WINDOW: Duration = Duration::from_secs(10);
 
 /// How long after the first unacknowledged message an Ack goes out, as the official clients do.
 const ACK_DELAY: Duration = Duration::from_secs(1);

@@ -154,6 +154,9 @@ impl MessageBuffer {
     /// send after it, in order, and starts dropping incoming messages until the peer's Sequence.
     pub fn resume(&mut self) -> (Sequence, Vec<Bytes>) {
         self.awaiting_sequence = true;
+        // The last Ack may have died with the old socket: the next take_ack says it again, or
+        // two full buffers would wait on each other's Acks forever.
+        self.acked = 0;
         let first = self.buffer.front().map_or(self.sent + 1, |(id, _)| *id);
         (
             Sequence::new(first),
@@ -218,6 +221,21 @@ mod tests {
         assert!(!b.on_received());
         assert!(b.on_received());
         assert_eq!(b.take_ack(), Some(Ack::new(4)));
+    }
+
+    #[test]
+    fn a_resume_repeats_the_last_ack() {
+        let mut b = MessageBuffer::new(1000);
+        assert!(b.on_received());
+        assert_eq!(b.take_ack(), Some(Ack::new(1)));
+        let _ = b.resume(); // that Ack may have been lost with the socket
+        b.on_sequence(1).unwrap();
+        assert!(!b.on_received(), "the replayed message is a duplicate");
+        assert_eq!(
+            b.take_ack(),
+            Some(Ack::new(1)),
+            "acknowledged again on the new socket"
+        );
     }
 
     #[test]

@@ -7,3 +7,4 @@ mod reconnect;
 mod stateful;
 mod support;
 mod timing;
+mod zero_loss;

@@ -123,13 +123,34 @@ async fn abort_me_completes_after_the_resume() {
 }
 
 #[tokio::test]
-async fn a_failed_resume_falls_back_to_the_retry_policy() {
+async fn a_refused_resume_is_retried_and_succeeds() {
     let s = server(|c| c.stateful_reconnect = true).await;
     let conn = stateful(s.url(), false);
     let events = Events::attach(&conn);
     conn.start().await.unwrap();
     let id = conn.connection_id();
-    s.controls().refuse_for(Duration::from_millis(150)); // the resume gets 503
+    // The first resume attempts get 503; the server still holds the session, so the client keeps
+    // trying within its resume window and the invocation completes on the same connection.
+    s.controls().refuse_for(Duration::from_millis(150));
+    conn.invoke::<()>("AbortMe", ()).await.unwrap();
+    assert_eq!(conn.connection_id(), id, "resumed, not reconnected");
+    assert!(events.list().is_empty(), "{:?}", events.list());
+    assert_eq!(conn.invoke::<i64>("Add", (1, 1)).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_resume_falls_back_to_the_retry_policy() {
+    let s = server(|c| {
+        c.stateful_reconnect = true;
+        c.disconnect_timeout = Duration::from_millis(50);
+    })
+    .await;
+    let conn = stateful(s.url(), false);
+    let events = Events::attach(&conn);
+    conn.start().await.unwrap();
+    let id = conn.connection_id();
+    // The resume is refused until the server has forgotten the connection: then it gets 404.
+    s.controls().refuse_for(Duration::from_millis(800));
     let err = conn.invoke::<()>("AbortMe", ()).await.unwrap_err();
     assert!(matches!(err, HubError::ConnectionLost(_)), "{err}");
     // Not silent: the AbortMe invocation was never acknowledged, and the event says so.

@@ -1,0 +1,139 @@
+//! Zero loss with stateful reconnect across 1,000 forced disconnects: the client sends numbered
+//! messages that the server echoes back, while the proxy resets the connection at random
+//! (seeded, printed) moments. Every echo must arrive exactly once, in order: a message lost,
+//! duplicated or reordered in either direction shows up as a wrong sequence.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use signalr_client::{HubConnectionBuilder, reconnect::FixedInterval};
+use signalr_testserver::proxy::FaultProxy;
+
+use crate::support::server;
+
+/// A small deterministic generator (splitmix64), so a failing run can be replayed by its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+// Ignored until the stall it finds is fixed (issue 9): after a few hundred cuts a resume that
+// replaces a still-attached socket leaves both sides waiting, with full replay buffers and the
+// server never acknowledged; the 20 s progress check then fails. Run it with
+// `cargo test -p signalr-client --test it zero_loss -- --ignored --nocapture`
+// (ZERO_LOSS_CUTS=N and ZERO_LOSS_SEED=S to vary it). The same scenario with 2 or 3 cuts passes in
+// tests/it/stateful.rs and tests/it/faults.rs.
+#[ignore = "stalls after a few hundred cuts; see the comment above and issue 9"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_duplicated_or_reordered_across_1000_disconnects() {
+    let cuts: usize = std::env::var("ZERO_LOSS_CUTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let seed = std::env::var("ZERO_LOSS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2026_u64);
+    println!("zero-loss seed: {seed} (ZERO_LOSS_SEED={seed} replays this run)");
+    let mut rng = Rng(seed);
+
+    let s = server(|c| c.stateful_reconnect = true).await;
+    let proxy = FaultProxy::start(s.local_addr()).await.unwrap();
+    let conn = HubConnectionBuilder::new(proxy.url(s.url()))
+        .with_stateful_reconnect(100_000)
+        .with_automatic_reconnect_policy(
+            FixedInterval::new(Duration::from_millis(10)).with_max_attempts(50),
+        )
+        .build()
+        .unwrap();
+    let echoes = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let e2 = Arc::clone(&echoes);
+    let _echo = conn.on("echo", move |(i,): (u64,)| {
+        let e2 = Arc::clone(&e2);
+        async move { e2.lock().unwrap().push(i) }
+    });
+    let lost = Arc::new(AtomicBool::new(false));
+    let l2 = Arc::clone(&lost);
+    conn.on_reconnecting(move |_| l2.store(true, Ordering::SeqCst));
+    conn.start().await.unwrap();
+    let id = conn.connection_id();
+
+    // The sender: numbered messages, as fast as the replay buffer allows, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (conn, stop, sent) = (conn.clone(), Arc::clone(&stop), Arc::clone(&sent));
+        tokio::spawn(async move {
+            let mut i = 0_u64;
+            while !stop.load(Ordering::SeqCst) {
+                conn.send("SendToCaller", ("echo", i)).await.unwrap();
+                i += 1;
+                sent.store(i, Ordering::SeqCst);
+            }
+        })
+    };
+
+    let count = || echoes.lock().unwrap().len();
+    for _ in 0..cuts {
+        // Let some traffic through (0 to 7 more echoes), then cut at a random moment.
+        let target = count() + usize::try_from(rng.next() % 8).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while count() < target {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        })
+        .await
+        .expect("traffic keeps flowing between cuts");
+        if rng.next() % 4 == 0 {
+            tokio::time::sleep(Duration::from_micros(rng.next() % 2000)).await;
+        }
+        proxy.reset_all();
+    }
+    stop.store(true, Ordering::SeqCst);
+    sender.await.unwrap();
+    let total = sent.load(Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while (count() as u64) < total {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {total} echoes arrived (seed {seed})", count()));
+    let got = echoes.lock().unwrap().clone();
+    let expected: Vec<u64> = (0..total).collect();
+    if got != expected {
+        let first_bad = got
+            .iter()
+            .zip(&expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| got.len().min(expected.len()));
+        panic!(
+            "seed {seed}: sequence breaks at index {first_bad}: got {:?}",
+            &got[first_bad.saturating_sub(2)..(first_bad + 3).min(got.len())]
+        );
+    }
+    assert_eq!(
+        conn.connection_id(),
+        id,
+        "every cut was resumed on the same connection"
+    );
+    assert!(
+        !lost.load(Ordering::SeqCst),
+        "no resume fell back to a new connection"
+    );
+    println!(
+        "zero loss: {total} messages each way across {cuts} disconnects, none lost, duplicated or reordered"
+    );
+}
