@@ -44,6 +44,20 @@ pub struct ServerConfig {
     /// Offer WebSockets in negotiate but answer every upgrade with 503: a fault for testing a
     /// client's transport fallback (off).
     pub refuse_websockets: bool,
+    /// How a connection's non-streaming hub methods run ([`Invocations::Sequential`]).
+    pub invocations: Invocations,
+}
+
+/// How a connection's non-streaming hub methods run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invocations {
+    /// One at a time, in the order they were invoked, as ASP.NET Core does with its default
+    /// `MaximumParallelInvocationsPerClient` of 1: what one sends precedes what the next sends.
+    #[default]
+    Sequential,
+    /// Each starts on its own task at once, so their effects may interleave.
+    Concurrent,
 }
 
 /// A negotiate redirect.
@@ -85,6 +99,7 @@ impl Default for ServerConfig {
             poll_timeout: Duration::from_secs(90),
             stream_buffer_capacity: 10,
             refuse_websockets: false,
+            invocations: Invocations::Sequential,
         }
     }
 }
@@ -125,6 +140,7 @@ impl fmt::Debug for ServerConfig {
             .field("poll_timeout", &self.poll_timeout)
             .field("stream_buffer_capacity", &self.stream_buffer_capacity)
             .field("refuse_websockets", &self.refuse_websockets)
+            .field("invocations", &self.invocations)
             .finish()
     }
 }

@@ -31,7 +31,7 @@ mod session;
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
-pub use config::{Redirect, ServerConfig};
+pub use config::{Invocations, Redirect, ServerConfig};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::registry::Shared;

@@ -46,7 +46,9 @@ pub(crate) struct ConnEntry {
     pub(crate) token: Option<String>,
     /// Whether negotiate granted stateful reconnect.
     pub(crate) stateful: bool,
-    pub(crate) inbound: mpsc::Sender<Bytes>,
+    /// What the client sent, tagged with the transport generation that read it (0 for the
+    /// first socket and for HTTP POSTs), so bytes from a replaced socket can be told apart.
+    pub(crate) inbound: mpsc::Sender<(u64, Bytes)>,
     pub(crate) outbound: Arc<tokio::sync::Mutex<mpsc::Receiver<Outbound>>>,
     pub(crate) control: mpsc::UnboundedSender<Control>,
     pub(crate) transport: Mutex<Option<TransportKind>>,

@@ -63,9 +63,11 @@ pub(crate) enum Control {
     /// a socket that was already replaced is ignored.
     TransportClosed(u64),
     /// A WebSocket with this connection's token wants to resume it (stateful reconnect) as
-    /// generation `.1`; answer on the sender when the transport may start writing. A socket
-    /// still attached is cut first: the client has already given up on it.
-    Reattach(oneshot::Sender<bool>, u64),
+    /// generation `.1`. The answer is the new socket's own outbound channel (`None`: refused),
+    /// so nothing queued for a replaced socket can reach it, and nothing meant for it can be
+    /// taken by the socket it replaces. A socket still attached is cut first: the client has
+    /// already given up on it.
+    Reattach(oneshot::Sender<Option<mpsc::Receiver<Outbound>>>, u64),
     /// The client ended the connection (long-polling DELETE).
     End,
 }
@@ -75,7 +77,7 @@ pub(crate) enum Control {
 pub(crate) struct Channels {
     pub(crate) shared: Arc<Shared>,
     pub(crate) entry: Arc<ConnEntry>,
-    pub(crate) inbound: mpsc::Receiver<Bytes>,
+    pub(crate) inbound: mpsc::Receiver<(u64, Bytes)>,
     pub(crate) outbound: mpsc::Sender<Outbound>,
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
     pub(crate) commands: mpsc::Receiver<Command>,
@@ -101,7 +103,7 @@ enum Exit {
 struct Session {
     shared: Arc<Shared>,
     entry: Arc<ConnEntry>,
-    inbound: mpsc::Receiver<Bytes>,
+    inbound: mpsc::Receiver<(u64, Bytes)>,
     outbound: mpsc::Sender<Outbound>,
     control: mpsc::UnboundedReceiver<Control>,
     commands: mpsc::Receiver<Command>,
@@ -115,6 +117,9 @@ struct Session {
     pending_calls: HashMap<String, oneshot::Sender<HubResult<Payload>>>,
     next_call_id: u64,
     running: HashMap<String, AbortHandle>,
+    /// Ends when the last non-streaming hub method started ends (finished, failed or
+    /// cancelled): the next one waits for it when invocations are sequential.
+    previous_unary: Option<oneshot::Receiver<()>>,
     uploads: HashMap<String, mpsc::Sender<HubResult<Payload>>>,
     /// Stateful reconnect's bookkeeping (signalr-protocol's `MessageBuffer`), when in use.
     stateful: Option<MessageBuffer>,
@@ -150,6 +155,7 @@ impl Session {
             pending_calls: HashMap::new(),
             next_call_id: 0,
             running: HashMap::new(),
+            previous_unary: None,
             uploads: HashMap::new(),
             stateful: None,
             attached: true,
@@ -228,7 +234,11 @@ impl Session {
                     None => Err(Exit::Closed),
                 },
                 bytes = self.inbound.recv() => match bytes {
-                    Some(bytes) => self.on_bytes(&bytes).await,
+                    Some((generation, _)) if generation != self.generation => {
+                        debug!(generation, "dropped bytes read by a replaced socket");
+                        Ok(())
+                    }
+                    Some((_, bytes)) => self.on_bytes(&bytes).await,
                     None => Err(Exit::Closed),
                 },
                 command = self.commands.recv(), if accept_commands => match command {
@@ -330,36 +340,39 @@ impl Session {
     /// message, as the .NET server does.
     async fn reattach(
         &mut self,
-        ready: oneshot::Sender<bool>,
+        ready: oneshot::Sender<Option<mpsc::Receiver<Outbound>>>,
         generation: u64,
     ) -> Result<(), Exit> {
         if self.stateful.is_none() || self.protocol.is_none() {
-            let _ = ready.send(false);
+            let _ = ready.send(None);
             return Ok(());
         }
+        // The new socket gets a channel of its own. The old one goes with the socket it fed:
+        // its writer sees the Abort (or the end of the channel) after any frames still queued,
+        // which only ever reach the replaced socket and are in the replay buffer anyway.
+        let (tx, rx) = mpsc::channel(self.outbound.max_capacity());
+        let old = std::mem::replace(&mut self.outbound, tx);
         if self.attached {
-            // The client replaced a socket we still think is alive (it saw the break first):
-            // cut the old one; its writer lets go of the channel after this.
+            // The client replaced a socket we still think is alive (it saw the break first).
             info!("a resume replaces a socket that was still attached");
-            let _ = self
-                .outbound
-                .send(Outbound::Abort(Some(self.generation)))
-                .await;
         }
+        let _ = old.try_send(Outbound::Abort(Some(self.generation)));
+        drop(old);
         self.generation = generation;
         let Some(buffer) = self.stateful.as_mut() else {
             return Ok(());
         };
-        // Frames queued for the old socket are in the replay buffer too; drop the copies.
-        if let Ok(mut rx) = self.entry.outbound.try_lock() {
-            while rx.try_recv().is_ok() {}
-        }
         let (sequence, replay) = buffer.resume();
+        // A frame cut off with the old socket is resent whole on the new one (the client replays
+        // from a message boundary), so the partial bytes go; complete ones were handled already.
+        if let Some(protocol) = &self.protocol {
+            self.decoder = Some(MessageDecoder::new(Arc::clone(protocol)));
+        }
         let first = sequence.sequence_id;
         self.attached = true;
         self.detached_since = None;
         self.last_received = crate::now();
-        if ready.send(true).is_err() {
+        if ready.send(Some(rx)).is_err() {
             self.detach();
             return Ok(());
         }
@@ -693,29 +706,20 @@ impl Session {
         let out = self.commands_tx.clone();
         let task_id = id.clone();
         let task = match handler {
-            Some(Handler::Unary(f)) => tokio::spawn(
-                async move {
-                    let result = AssertUnwindSafe(f(ctx, args))
-                        .catch_unwind()
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(HubError::new(format!(
-                                "The hub method '{target}' panicked."
-                            )))
-                        });
-                    if let Some(id) = task_id {
-                        let completion = match result {
-                            Ok(Some(value)) => Completion::value(id, value),
-                            Ok(None) => Completion::void(id),
-                            Err(e) => Completion::error(id, e.message()),
-                        };
-                        let _ = out
-                            .send(Command::Send(HubMessage::Completion(completion)))
-                            .await;
-                    }
-                }
-                .in_current_span(),
-            ),
+            Some(Handler::Unary(f)) => {
+                // One at a time, in order: each waits for the one before it. Its `finished`
+                // sender goes with the task however it ends (a cancel aborts it), so the next
+                // one starts.
+                let (finished, done) = oneshot::channel::<()>();
+                let previous = match self.config().invocations {
+                    crate::Invocations::Sequential => self.previous_unary.replace(done),
+                    crate::Invocations::Concurrent => None,
+                };
+                let call = f(ctx, args);
+                tokio::spawn(
+                    unary(call, target, task_id, out, previous, finished).in_current_span(),
+                )
+            }
             Some(Handler::Stream(f)) => tokio::spawn(
                 async move {
                     let Some(id) = task_id else { return };
@@ -882,7 +886,15 @@ impl Session {
         tokio::pin!(send);
         loop {
             tokio::select! {
-                sent = &mut send => return sent.map_err(|_| Exit::Aborted("transport gone")),
+                sent = &mut send => {
+                    if sent.is_err() {
+                        // The socket's writer is gone (its channel closed with it): the same as a
+                        // transport-closed notice, and the frame is in the replay buffer.
+                        info!("transport gone while sending; waiting for the client to resume");
+                        self.detach();
+                    }
+                    return Ok(());
+                }
                 control = self.control.recv() => match control {
                     Some(Control::TransportClosed(generation)) if generation == self.generation => {
                         info!("transport lost while sending; waiting for the client to resume");
@@ -896,7 +908,10 @@ impl Session {
                 // stops reading us, so one of the two has to. The bytes wait in the decoder
                 // (bounded by the client's replay limit) and are handled right after.
                 bytes = self.inbound.recv(), if self.decoder.is_some() => match bytes {
-                    Some(bytes) => {
+                    Some((generation, _)) if generation != self.generation => {
+                        debug!(generation, "dropped bytes read by a replaced socket");
+                    }
+                    Some((_, bytes)) => {
                         self.last_received = crate::now();
                         if let Some(decoder) = &mut self.decoder {
                             decoder.push(&bytes);
@@ -908,5 +923,39 @@ impl Session {
                 () = sleep_until(deadline) => return Err(Exit::Aborted("transport stopped reading")),
             }
         }
+    }
+}
+
+/// Runs one non-streaming hub method (after `previous`, when given) and queues its completion
+/// for a blocking invocation.
+async fn unary(
+    call: futures_util::future::BoxFuture<'static, HubResult<Option<Payload>>>,
+    target: String,
+    id: Option<String>,
+    out: mpsc::Sender<Command>,
+    previous: Option<oneshot::Receiver<()>>,
+    finished: oneshot::Sender<()>,
+) {
+    let _finished = finished;
+    if let Some(previous) = previous {
+        let _ = previous.await;
+    }
+    let result = AssertUnwindSafe(call)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(HubError::new(format!(
+                "The hub method '{target}' panicked."
+            )))
+        });
+    if let Some(id) = id {
+        let completion = match result {
+            Ok(Some(value)) => Completion::value(id, value),
+            Ok(None) => Completion::void(id),
+            Err(e) => Completion::error(id, e.message()),
+        };
+        let _ = out
+            .send(Command::Send(HubMessage::Completion(completion)))
+            .await;
     }
 }

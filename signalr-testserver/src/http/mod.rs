@@ -201,7 +201,7 @@ async fn send(
         None => return status(StatusCode::BAD_REQUEST, "no transport is connected yet"),
         Some(_) => {}
     }
-    if entry.inbound.send(body).await.is_err() {
+    if entry.inbound.send((0, body)).await.is_err() {
         return status(StatusCode::NOT_FOUND, "the connection has ended");
     }
     StatusCode::OK.into_response()

@@ -11,7 +11,7 @@ use axum::{
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use signalr_protocol::TransportKind;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument as _, debug, info_span};
 
 use super::{lookup, offered, status};
@@ -90,28 +90,38 @@ enum End {
     BySocket,
 }
 
-/// Takes the connection's outbound channel for this socket: on a resume, after the session
-/// agreed and the replaced socket let go. `None` (the socket already closed) when refused.
+/// Where this socket's outgoing frames come from.
+enum Feed {
+    /// The connection's first socket: the channel it was created with.
+    First(tokio::sync::OwnedMutexGuard<mpsc::Receiver<Outbound>>),
+    /// A resumed socket: a channel of its own, handed over by the session.
+    Resumed(mpsc::Receiver<Outbound>),
+}
+
+impl Feed {
+    fn rx(&mut self) -> &mut mpsc::Receiver<Outbound> {
+        match self {
+            Self::First(guard) => guard,
+            Self::Resumed(rx) => rx,
+        }
+    }
+}
+
+/// Takes this socket's outbound channel: the connection's own for the first socket, a fresh one
+/// from the session on a resume. `None` (the socket already closed) when refused.
 async fn attach(
     entry: &Arc<ConnEntry>,
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     resume: bool,
-) -> Option<(
-    tokio::sync::OwnedMutexGuard<tokio::sync::mpsc::Receiver<Outbound>>,
-    u64,
-)> {
-    let generation = if resume {
-        entry
+) -> Option<(Feed, u64)> {
+    if resume {
+        let generation = entry
             .generations
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
-            + 1
-    } else {
-        0
-    };
-    if resume {
+            + 1;
         let (ready, is_ready) = oneshot::channel();
         let _ = entry.control.send(Control::Reattach(ready, generation));
-        if !matches!(is_ready.await, Ok(true)) {
+        let Ok(Some(rx)) = is_ready.await else {
             debug!("resume refused");
             let _ = sink
                 .send(Message::Close(Some(CloseFrame {
@@ -120,9 +130,9 @@ async fn attach(
                 })))
                 .await;
             return None;
-        }
+        };
+        return Some((Feed::Resumed(rx), generation));
     }
-    // The writer of a replaced socket lets go once it has handled its Abort.
     let Ok(outbound) =
         tokio::time::timeout(LOCK_WAIT, Arc::clone(&entry.outbound).lock_owned()).await
     else {
@@ -134,7 +144,7 @@ async fn attach(
             .await;
         return None;
     };
-    Some((outbound, generation))
+    Some((Feed::First(outbound), 0))
 }
 
 async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
@@ -157,7 +167,7 @@ async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
                     return End::BySocket;
                 }
             };
-            if inbound.send(bytes).await.is_err() {
+            if inbound.send((generation, bytes)).await.is_err() {
                 return End::BySession;
             }
         }
@@ -167,7 +177,7 @@ async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
     let end = loop {
         tokio::select! {
             ended = &mut reader => break ended.unwrap_or(End::BySocket),
-            out = outbound.recv() => {
+            out = outbound.rx().recv() => {
                 let mut next = out;
                 // Feed everything that is ready, then flush once.
                 loop {
@@ -201,7 +211,7 @@ async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
                             return;
                         }
                     }
-                    match outbound.try_recv() {
+                    match outbound.rx().try_recv() {
                         Ok(more) => next = Some(more),
                         Err(_) => break,
                     }
