@@ -449,21 +449,13 @@ impl Driver {
         let Some((buffer, _)) = &mut session.stateful else {
             return Err(signalr_transport::TransportError::Closed);
         };
-        let (sequence, replay) = buffer.resume();
         let mut out = BytesMut::new();
-        if config
-            .protocol
-            .encode(&HubMessage::Sequence(sequence), &mut out)
-            .is_err()
-        {
+        let Ok((_, replayed)) = buffer.resume_into(config.protocol.as_ref(), &mut out) else {
             return Err(signalr_transport::TransportError::Closed);
-        }
-        for frame in &replay {
-            out.extend_from_slice(frame);
-        }
+        };
         session.transport.send(out.freeze()).await?;
         session.keep_alive.on_message_sent(now);
-        info!(replayed = replay.len(), "connection resumed");
+        info!(replayed, "connection resumed");
         Ok(())
     }
 

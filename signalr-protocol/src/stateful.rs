@@ -9,11 +9,12 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::{
     error::{ProtocolError, Result},
-    message::{Ack, Sequence},
+    message::{Ack, HubMessage, Sequence},
+    protocol::HubProtocol,
 };
 
 /// One side's stateful-reconnect state.
@@ -157,11 +158,36 @@ impl MessageBuffer {
         // The last Ack may have died with the old socket: the next take_ack says it again, or
         // two full buffers would wait on each other's Acks forever.
         self.acked = 0;
-        let first = self.buffer.front().map_or(self.sent + 1, |(id, _)| *id);
         (
-            Sequence::new(first),
+            self.sequence(),
             self.buffer.iter().map(|(_, f)| f.clone()).collect(),
         )
+    }
+
+    /// [`resume`](Self::resume), ready for the wire: appends the Sequence, encoded with
+    /// `protocol`, and every unacknowledged frame after it to `dst`, to go out as one write.
+    /// Returns the Sequence and how many frames follow it.
+    ///
+    /// # Errors
+    ///
+    /// The protocol could not encode the Sequence; nothing was changed then.
+    pub fn resume_into<P: HubProtocol + ?Sized>(
+        &mut self,
+        protocol: &P,
+        dst: &mut BytesMut,
+    ) -> Result<(Sequence, usize)> {
+        protocol.encode(&HubMessage::Sequence(self.sequence()), dst)?;
+        let (sequence, replay) = self.resume();
+        dst.reserve(replay.iter().map(Bytes::len).sum());
+        for frame in &replay {
+            dst.extend_from_slice(frame);
+        }
+        Ok((sequence, replay.len()))
+    }
+
+    /// The Sequence a resume sends: the id of the oldest unacknowledged message.
+    fn sequence(&self) -> Sequence {
+        Sequence::new(self.buffer.front().map_or(self.sent + 1, |(id, _)| *id))
     }
 }
 
@@ -236,6 +262,19 @@ mod tests {
             Some(Ack::new(1)),
             "acknowledged again on the new socket"
         );
+    }
+
+    #[test]
+    fn resume_into_writes_the_sequence_then_the_replay() {
+        let protocol = crate::JsonHubProtocol::new();
+        let mut b = MessageBuffer::new(1000);
+        b.on_sent(Bytes::from_static(b"one\x1e"));
+        b.on_sent(Bytes::from_static(b"two\x1e"));
+        b.on_ack(1).unwrap();
+        let mut out = BytesMut::from(&b"before"[..]);
+        let (sequence, replayed) = b.resume_into(&protocol, &mut out).unwrap();
+        assert_eq!((sequence, replayed), (Sequence::new(2), 1));
+        assert_eq!(&out[..], b"before{\"type\":9,\"sequenceId\":2}\x1etwo\x1e");
     }
 
     #[test]

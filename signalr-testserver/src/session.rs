@@ -359,16 +359,19 @@ impl Session {
         let _ = old.try_send(Outbound::Abort(Some(self.generation)));
         drop(old);
         self.generation = generation;
-        let Some(buffer) = self.stateful.as_mut() else {
+        let (Some(buffer), Some(protocol)) = (self.stateful.as_mut(), &self.protocol) else {
             return Ok(());
         };
-        let (sequence, replay) = buffer.resume();
+        // Sequence and the whole replay as one frame: one slot in the outbound channel, however
+        // much it is.
+        let mut frame = BytesMut::new();
+        let (sequence, replayed) = match buffer.resume_into(protocol.as_ref(), &mut frame) {
+            Ok(resumed) => resumed,
+            Err(e) => return Err(Exit::Error(format!("could not encode a Sequence: {e}"))),
+        };
         // A frame cut off with the old socket is resent whole on the new one (the client replays
         // from a message boundary), so the partial bytes go; complete ones were handled already.
-        if let Some(protocol) = &self.protocol {
-            self.decoder = Some(MessageDecoder::new(Arc::clone(protocol)));
-        }
-        let first = sequence.sequence_id;
+        self.decoder = Some(MessageDecoder::new(Arc::clone(protocol)));
         self.attached = true;
         self.detached_since = None;
         self.last_received = crate::now();
@@ -377,20 +380,10 @@ impl Session {
             return Ok(());
         }
         info!(
-            sequence = first,
-            replayed = replay.len(),
-            "connection resumed"
+            sequence = sequence.sequence_id,
+            replayed, "connection resumed"
         );
-        self.write(&HubMessage::Sequence(sequence)).await?;
-        // One frame for the whole replay: one slot in the outbound channel, however much it is.
-        if !replay.is_empty() {
-            let mut all = BytesMut::with_capacity(replay.iter().map(Bytes::len).sum());
-            for frame in &replay {
-                all.extend_from_slice(frame);
-            }
-            self.push(all.freeze()).await?;
-        }
-        Ok(())
+        self.push(frame.freeze()).await
     }
 
     async fn on_tick(&mut self) -> Result<(), Exit> {
