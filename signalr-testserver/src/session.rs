@@ -234,11 +234,10 @@ impl Session {
                     None => Err(Exit::Closed),
                 },
                 bytes = self.inbound.recv() => match bytes {
-                    Some((generation, _)) if generation != self.generation => {
-                        debug!(generation, "dropped bytes read by a replaced socket");
-                        Ok(())
+                    Some((generation, bytes)) if self.is_current(generation) => {
+                        self.on_bytes(&bytes).await
                     }
-                    Some((_, bytes)) => self.on_bytes(&bytes).await,
+                    Some(_) => Ok(()),
                     None => Err(Exit::Closed),
                 },
                 command = self.commands.recv(), if accept_commands => match command {
@@ -329,6 +328,16 @@ impl Session {
             Control::Reattach(ready, generation) => self.reattach(ready, generation).await,
             Control::End => Err(Exit::Closed),
         }
+    }
+
+    /// Whether bytes read by the socket of `generation` count: a replaced socket may still
+    /// forward what it read before it went, and the client replays that on the new one.
+    fn is_current(&self, generation: u64) -> bool {
+        let current = generation == self.generation;
+        if !current {
+            debug!(generation, "dropped bytes read by a replaced socket");
+        }
+        current
     }
 
     fn detach(&mut self) {
@@ -901,16 +910,14 @@ impl Session {
                 // stops reading us, so one of the two has to. The bytes wait in the decoder
                 // (bounded by the client's replay limit) and are handled right after.
                 bytes = self.inbound.recv(), if self.decoder.is_some() => match bytes {
-                    Some((generation, _)) if generation != self.generation => {
-                        debug!(generation, "dropped bytes read by a replaced socket");
-                    }
-                    Some((_, bytes)) => {
+                    Some((generation, bytes)) if self.is_current(generation) => {
                         self.last_received = crate::now();
                         if let Some(decoder) = &mut self.decoder {
                             decoder.push(&bytes);
                         }
                         self.input_pending = true;
                     }
+                    Some(_) => {}
                     None => return Err(Exit::Closed),
                 },
                 () = sleep_until(deadline) => return Err(Exit::Aborted("transport stopped reading")),

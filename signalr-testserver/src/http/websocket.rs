@@ -123,12 +123,7 @@ async fn attach(
         let _ = entry.control.send(Control::Reattach(ready, generation));
         let Ok(Some(rx)) = is_ready.await else {
             debug!("resume refused");
-            let _ = sink
-                .send(Message::Close(Some(CloseFrame {
-                    code: close_code::POLICY,
-                    reason: "cannot resume".into(),
-                })))
-                .await;
+            refuse(sink, "cannot resume").await;
             return None;
         };
         return Some((Feed::Resumed(rx), generation));
@@ -136,15 +131,23 @@ async fn attach(
     let Ok(outbound) =
         tokio::time::timeout(LOCK_WAIT, Arc::clone(&entry.outbound).lock_owned()).await
     else {
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code: close_code::POLICY,
-                reason: "already connected".into(),
-            })))
-            .await;
+        refuse(sink, "already connected").await;
         return None;
     };
     Some((Feed::First(outbound), 0))
+}
+
+/// Closes a socket that may not attach, with a policy-violation close frame.
+async fn refuse(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    reason: &'static str,
+) {
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: close_code::POLICY,
+            reason: reason.into(),
+        })))
+        .await;
 }
 
 async fn serve(entry: Arc<ConnEntry>, socket: WebSocket, resume: bool) {
