@@ -27,6 +27,7 @@ mod http;
 pub mod hub;
 pub mod proxy;
 mod registry;
+pub mod script;
 mod session;
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
@@ -99,11 +100,35 @@ impl TestServer {
         config: ServerConfig,
         hub: hub::Hub,
     ) -> io::Result<Self> {
+        Self::serve(addr, config, hub, None).await
+    }
+
+    /// Starts a server whose connections are scripted by the test instead of served by a hub:
+    /// negotiate and the transports work as usual, and every connection is handed over through
+    /// the returned [`Script`](script::Script).
+    pub async fn start_scripted(config: ServerConfig) -> io::Result<(Self, script::Script)> {
+        let (tx, script) = script::Script::channel();
+        let server = Self::serve(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            config,
+            contract::contract_hub(),
+            Some(tx),
+        )
+        .await?;
+        Ok((server, script))
+    }
+
+    async fn serve(
+        addr: SocketAddr,
+        config: ServerConfig,
+        hub: hub::Hub,
+        script: Option<tokio::sync::mpsc::UnboundedSender<script::ScriptedConnection>>,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let path = config.hub_path.trim_end_matches('/').to_owned();
         let url = format!("http://{local_addr}{path}");
-        let shared = Arc::new(Shared::new(config, hub));
+        let shared = Arc::new(Shared::new(config, hub, script));
         let app = http::router(Arc::clone(&shared));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -143,7 +168,8 @@ impl TestServer {
 
     /// Closes every connection and stops the server.
     pub async fn shutdown(mut self) {
-        self.shared.abort_all();
+        self.shared.shutdown_all();
+        self.shared.stop_timers();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -162,7 +188,8 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.shared.abort_all();
+        self.shared.shutdown_all();
+        self.shared.stop_timers();
         if let Some(task) = self.task.take() {
             task.abort();
         }

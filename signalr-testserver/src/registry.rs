@@ -14,6 +14,7 @@ use tokio::{sync::mpsc, time::Instant};
 use crate::{
     config::ServerConfig,
     hub::Hub,
+    script::ScriptedConnection,
     session::{self, Command, Control},
 };
 
@@ -93,6 +94,12 @@ pub(crate) struct Shared {
     sessions: Mutex<HashMap<Arc<str>, SessionHandle>>,
     groups: Mutex<HashMap<String, HashSet<Arc<str>>>>,
     refuse_until: Mutex<Option<Instant>>,
+    /// Where new connections go instead of to a hub session, when the server is scripted.
+    script: Option<mpsc::UnboundedSender<ScriptedConnection>>,
+    /// Timers that forget ended long-polling tokens; stopped with the server.
+    lingering: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// Set when the server stops: nothing lingers after that.
+    stopping: AtomicBool,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,7 +116,11 @@ fn random_id(len: usize) -> String {
 }
 
 impl Shared {
-    pub(crate) fn new(config: ServerConfig, hub: Hub) -> Self {
+    pub(crate) fn new(
+        config: ServerConfig,
+        hub: Hub,
+        script: Option<mpsc::UnboundedSender<ScriptedConnection>>,
+    ) -> Self {
         Self {
             config,
             hub,
@@ -117,6 +128,9 @@ impl Shared {
             sessions: Mutex::default(),
             groups: Mutex::default(),
             refuse_until: Mutex::default(),
+            script,
+            lingering: Mutex::default(),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -165,6 +179,19 @@ impl Shared {
                 control: control_tx,
             },
         );
+        if let Some(script) = &self.script {
+            let scripted = ScriptedConnection::new(
+                Arc::clone(self),
+                Arc::clone(&entry),
+                inbound_rx,
+                outbound_tx,
+                control_rx,
+                commands_rx,
+            );
+            // Nobody accepting any more: the connection ends as it is dropped.
+            let _ = script.send(scripted);
+            return entry;
+        }
         session::spawn(session::Channels {
             shared: Arc::clone(self),
             entry: Arc::clone(&entry),
@@ -185,16 +212,20 @@ impl Shared {
     /// Forgets a finished connection.
     pub(crate) fn remove(self: &Arc<Self>, entry: &ConnEntry) {
         if let Some(token) = &entry.token {
-            if entry.transport() == Some(TransportKind::LongPolling) {
+            let stopping = self.stopping.load(std::sync::atomic::Ordering::Acquire);
+            if entry.transport() == Some(TransportKind::LongPolling) && !stopping {
                 // Polls that arrive after the end must read 204 (closed), not 404 (unknown), so
                 // the token stays valid for the disconnect timeout.
                 let shared = Arc::clone(self);
                 let token = token.clone();
                 let linger = self.config.disconnect_timeout;
-                tokio::spawn(async move {
+                let task = tokio::spawn(async move {
                     tokio::time::sleep(linger).await;
                     lock(&shared.by_token).remove(&token);
                 });
+                let mut lingering = lock(&self.lingering);
+                lingering.retain(|t| !t.is_finished());
+                lingering.push(task.abort_handle());
             } else {
                 lock(&self.by_token).remove(token);
             }
@@ -205,6 +236,15 @@ impl Shared {
             members.remove(&entry.connection_id);
             !members.is_empty()
         });
+    }
+
+    /// Stops the server's own timers (when the server stops).
+    pub(crate) fn stop_timers(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        for task in lock(&self.lingering).drain(..) {
+            task.abort();
+        }
     }
 
     pub(crate) fn connection_count(&self) -> usize {
@@ -290,6 +330,12 @@ impl Shared {
     /// Drops every connection's transport; returns how many.
     pub(crate) fn abort_all(&self) -> usize {
         self.control(None, || Control::Abort)
+    }
+
+    /// Ends every connection at once, stateful ones too (the server stops).
+    pub(crate) fn shutdown_all(&self) -> usize {
+        self.stop_timers();
+        self.control(None, || Control::Shutdown)
     }
 
     /// Blackholes every connection; returns how many.

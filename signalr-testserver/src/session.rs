@@ -70,6 +70,8 @@ pub(crate) enum Control {
     Reattach(oneshot::Sender<Option<mpsc::Receiver<Outbound>>>, u64),
     /// The client ended the connection (long-polling DELETE).
     End,
+    /// The server stops: end the connection at once, resumable or not.
+    Shutdown,
 }
 
 /// The channels a session is built from.
@@ -327,6 +329,7 @@ impl Session {
             }
             Control::Reattach(ready, generation) => self.reattach(ready, generation).await,
             Control::End => Err(Exit::Closed),
+            Control::Shutdown => Err(Exit::Aborted("the server is shutting down")),
         }
     }
 
