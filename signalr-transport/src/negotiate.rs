@@ -138,17 +138,31 @@ impl Hop {
     ) -> Result<NegotiateResponse> {
         let target = negotiate_url(&self.url, options.stateful_reconnect);
         debug!(url = %Redacted(target.as_str()), attempt, "negotiate");
-        let mut request = client
-            .post(target)
-            .headers(self.headers.clone())
-            .timeout(options.request_timeout);
-        if let Some(token) = token(&self.source, options).await? {
-            request = request.header(AUTHORIZATION, bearer(&token)?);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| http_error("negotiate", e, options))?;
+        // A 401 with a token from the factory asks the factory once more (the token may have
+        // expired), as the official clients do; a second 401 is the answer.
+        let mut refreshed = false;
+        let response = loop {
+            let mut request = client
+                .post(target.clone())
+                .headers(self.headers.clone())
+                .timeout(options.request_timeout);
+            if let Some(token) = token(&self.source, options).await? {
+                request = request.header(AUTHORIZATION, bearer(&token)?);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| http_error("negotiate", e, options))?;
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED
+                && matches!(self.source, TokenSource::Factory)
+                && !refreshed
+            {
+                debug!("negotiate answered 401; asking the token factory again");
+                refreshed = true;
+                continue;
+            }
+            break response;
+        };
         let status = response.status().as_u16();
         if status != 200 {
             return Err(TransportError::Status {
