@@ -124,7 +124,11 @@ impl HubConnectionBuilder {
     }
 
     /// Retries a failing `start` as `policy` says, before the first connection. The official
-    /// clients never retry the initial start; without this, neither does this one.
+    /// clients never retry the initial start; without this, neither does this one. Only
+    /// failures another attempt may fix are retried ([`HubError::is_retryable`]: 5xx, 408, 429,
+    /// timeouts, network errors); a 404, a second 401 or a handshake error fails at once.
+    ///
+    /// [`HubError::is_retryable`]: crate::HubError::is_retryable
     #[must_use]
     pub fn with_initial_start_policy(mut self, policy: impl RetryPolicy) -> Self {
         self.start_policy = Some(Arc::new(policy));

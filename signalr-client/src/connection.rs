@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     on_reconnecting: Mutex<Vec<ErrorCallback>>,
     on_reconnected: Mutex<Vec<IdCallback>>,
     on_close: Mutex<Vec<ErrorCallback>>,
+    /// The tasks running handlers, one per session; cancelled when the connection closes.
+    handler_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -76,6 +78,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Shared {
     pub(crate) fn set_state(&self, state: HubConnectionState) {
         self.state.send_replace(state);
+    }
+
+    /// Keeps a session's handler task, to cancel it when the connection closes. A session
+    /// replaced by a reconnect keeps its task until its handlers return.
+    pub(crate) fn track_handlers(&self, task: tokio::task::AbortHandle) {
+        let mut tasks = lock(&self.handler_tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// Cancels handlers still running: the connection is closed for good.
+    pub(crate) fn cancel_handlers(&self) {
+        for task in lock(&self.handler_tasks).drain(..) {
+            task.abort();
+        }
     }
 
     pub(crate) fn set_connection_id(&self, id: Option<String>) {
@@ -137,6 +154,7 @@ impl HubConnection {
             on_reconnecting: Mutex::default(),
             on_reconnected: Mutex::default(),
             on_close: Mutex::default(),
+            handler_tasks: Mutex::default(),
         });
         Self {
             inner: Arc::new(Inner {
@@ -315,7 +333,8 @@ impl HubConnection {
         args: impl Serialize,
     ) -> Result<HubStream<T>> {
         let commands = self.sender()?;
-        let (items_tx, items) = mpsc::channel(self.inner.config.stream_buffer);
+        // One slot more than the buffer: the last is kept for the stream's end.
+        let (items_tx, items) = mpsc::channel(self.inner.config.stream_buffer + 1);
         let id = self.next_id();
         let command = Command::Stream {
             id: id.clone(),
@@ -350,7 +369,9 @@ impl HubConnection {
 
     /// Runs `handler` whenever the server calls `target` (matched case-insensitively, as the
     /// official clients do). Arguments bind to `A`, a tuple such as `(String, i64)`. Handlers run
-    /// one invocation at a time, in arrival order, on a task of their own.
+    /// one invocation at a time, in arrival order, on a task of their own. A handler still
+    /// running when the connection closes (stopped, or closed for good) is cancelled; one
+    /// running across a reconnect runs to its end.
     pub fn on<A, F, Fut>(&self, target: &str, handler: F) -> Subscription
     where
         A: DeserializeOwned + Send + 'static,

@@ -71,6 +71,28 @@ pub(crate) enum Command {
 }
 
 /// A call waiting for the server.
+impl Command {
+    /// About how many bytes the command's message takes on the wire (its payload plus the
+    /// envelope), for the replay buffer's budget.
+    fn size_hint(&self) -> usize {
+        const ENVELOPE: usize = 64;
+        ENVELOPE
+            + match self {
+                Self::Invoke {
+                    target, arguments, ..
+                }
+                | Self::Send {
+                    target, arguments, ..
+                }
+                | Self::Stream {
+                    target, arguments, ..
+                } => target.len() + arguments.as_bytes().len(),
+                Self::UploadItem { item, .. } => item.as_bytes().len(),
+                Self::Cancel { .. } | Self::UploadDone { .. } | Self::Stop { .. } => 0,
+            }
+    }
+}
+
 enum Pending {
     Invoke(oneshot::Sender<Result<CompletionResult>>),
     Stream(mpsc::Sender<Result<Payload>>),
@@ -164,12 +186,13 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
     let connection_id = conn.connection_id().map(str::to_owned);
     let (dispatch, incoming) = mpsc::channel(1024);
     let (answer_tx, answers) = mpsc::unbounded_channel();
-    tokio::spawn(handlers::run(
+    let handlers = tokio::spawn(handlers::run(
         Arc::clone(&shared.handlers),
         protocol.payload_format(),
         incoming,
         answer_tx,
     ));
+    shared.track_handlers(handlers.abort_handle());
     info!(
         transport = conn.transport.kind().as_str(),
         connection_id = connection_id.as_deref().unwrap_or("-"),
@@ -198,6 +221,13 @@ pub(crate) struct Driver {
     pending: HashMap<String, Pending>,
     /// Calls made while reconnecting, sent in order once connected again.
     outbox: VecDeque<Command>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // However the driver ends (stopped, closed, dropped), no handler outlives it.
+        self.shared.cancel_handlers();
+    }
 }
 
 impl Driver {
@@ -317,7 +347,13 @@ impl Driver {
                 }
                 Err(Exit::Abandoned) => return Err(HubError::Stopped),
             };
-            let decision = reconnect.on_start_failed(rt::now(), Arc::clone(&error) as Reason);
+            // What another attempt cannot fix (a 404, a refused token, a handshake error: the
+            // configuration is wrong) fails start at once, whatever the policy.
+            let decision = if error.is_retryable() {
+                reconnect.on_start_failed(rt::now(), Arc::clone(&error) as Reason)
+            } else {
+                ReconnectDecision::GiveUp
+            };
             let ReconnectDecision::RetryAt(at) = decision else {
                 // The machine keeps the reasons it was given; the error goes back owned.
                 *reconnect = Reconnect::new();
@@ -473,7 +509,13 @@ impl Driver {
     }
 
     fn disconnected(&mut self, error: Option<&HubError>, pending_error: HubError) {
-        self.fail_pending(&Arc::new(pending_error));
+        let pending_error = Arc::new(pending_error);
+        self.fail_pending(&pending_error);
+        // Calls still queued get the same answer, rather than a dropped reply.
+        self.commands.close();
+        while let Ok(command) = self.commands.try_recv() {
+            refuse(command, || failure(&pending_error));
+        }
         self.shared.set_connection_id(None);
         self.shared.set_state(HubConnectionState::Disconnected);
         self.shared.emit_closed(error);
@@ -570,10 +612,7 @@ impl Driver {
 
     /// Fails every call in flight, and every call waiting in the outbox, with `error`.
     fn fail_pending(&mut self, error: &Arc<HubError>) {
-        let make = || match &**error {
-            HubError::Stopped => HubError::Stopped,
-            _ => HubError::ConnectionLost(Arc::clone(error)),
-        };
+        let make = || failure(error);
         for (_, pending) in self.pending.drain() {
             match pending {
                 Pending::Invoke(reply) => drop(reply.send(Err(make()))),
@@ -604,6 +643,11 @@ impl Driver {
 
     /// Serves a connected session until it ends.
     async fn serve(&mut self, session: &mut Session) -> Exit {
+        // Messages that came in the same read as the handshake response (or the resume) are
+        // already buffered: nothing would wake the loop for them.
+        if let Err(e) = self.drain_messages(session).await {
+            return Exit::Lost(e);
+        }
         if !self.outbox.is_empty() {
             let queued: Vec<Command> = self.outbox.drain(..).collect();
             debug!(calls = queued.len(), "sending the outbox");
@@ -646,7 +690,8 @@ impl Driver {
                         }
                     }
                     Some(Err(e)) => return Exit::Lost(HubError::Transport(e)),
-                    None => return Exit::Lost(HubError::ConnectionClosed),
+                    // A record cut short is an error, not a clean end.
+                    None => return Exit::Lost(session.decoder.finish().map_or_else(HubError::Protocol, |()| HubError::ConnectionClosed)),
                 },
                 () = sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {
                     if session.ack_due.is_some_and(|due| due <= to_instant(rt::now())) {
@@ -678,10 +723,20 @@ impl Driver {
         session: &mut Session,
         first: Command,
     ) -> std::result::Result<(), Exit> {
+        // With stateful reconnect, a batch stops where the replay buffer would be full, so
+        // that it holds at most its limit plus one message (the rest wait for an Ack).
+        let mut room = session
+            .stateful
+            .as_ref()
+            .map_or(usize::MAX, |(b, _)| b.room())
+            .saturating_sub(first.size_hint());
         let mut batch = vec![first];
-        while batch.len() < 256 && !matches!(batch.last(), Some(Command::Stop { .. })) {
+        while batch.len() < 256 && room > 0 && !matches!(batch.last(), Some(Command::Stop { .. })) {
             match self.commands.try_recv() {
-                Ok(command) => batch.push(command),
+                Ok(command) => {
+                    room = room.saturating_sub(command.size_hint());
+                    batch.push(command);
+                }
                 Err(_) => break,
             }
         }
@@ -806,11 +861,17 @@ impl Driver {
                 buffer.on_sent(frames.slice(range));
             }
         }
-        session
-            .transport
-            .send(frames)
-            .await
-            .map_err(HubError::Transport)?;
+        // A write that cannot finish (a blackholed socket's full buffer, a POST nobody
+        // answers) must not keep the loop from noticing the server's silence: it may take
+        // until the server timeout, no longer.
+        let send = session.transport.send(frames);
+        match session.keep_alive.server_deadline() {
+            Some(deadline) => tokio::time::timeout_at(to_instant(deadline), send)
+                .await
+                .map_err(|_| HubError::ServerTimeout)?,
+            None => send.await,
+        }
+        .map_err(HubError::Transport)?;
         session.keep_alive.on_message_sent(rt::now());
         Ok(())
     }
@@ -852,7 +913,10 @@ impl Driver {
             }
             HubMessage::StreamItem(item) => match self.pending.get(&item.invocation_id) {
                 Some(Pending::Stream(items)) => {
-                    if items.try_send(Ok(item.item)).is_err() {
+                    // The last slot is kept for the stream's end (an error, the connection's
+                    // loss), so that a consumer always learns why a stream stopped.
+                    let delivered = items.capacity() > 1 && items.try_send(Ok(item.item)).is_ok();
+                    if !delivered {
                         // Full or dropped: cancel rather than buffer without bound.
                         if let Some(Pending::Stream(items)) =
                             self.pending.remove(&item.invocation_id)
@@ -945,6 +1009,14 @@ fn resumable(error: &HubError) -> bool {
 }
 
 /// Answers a call that will not be made with the error `make` builds.
+/// What a call in flight fails with when the connection ends with `error`.
+fn failure(error: &Arc<HubError>) -> HubError {
+    match &**error {
+        HubError::Stopped => HubError::Stopped,
+        _ => HubError::ConnectionLost(Arc::clone(error)),
+    }
+}
+
 fn refuse(command: Command, make: impl Fn() -> HubError) {
     match command {
         Command::Invoke { reply, .. } => drop(reply.send(Err(make()))),

@@ -80,6 +80,11 @@ impl MessageBuffer {
         self.buffered_bytes >= self.limit
     }
 
+    /// Bytes that may still be sent before the buffer is full.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.buffered_bytes)
+    }
+
     /// Messages sent and not yet acknowledged.
     pub fn unacknowledged(&self) -> usize {
         self.buffer.len()
