@@ -22,6 +22,7 @@ pub struct HubConnectionBuilder {
     connector: Option<Arc<dyn signalr_transport::Connector>>,
     keep_alive: KeepAliveConfig,
     stream_buffer: usize,
+    stream_consumer_timeout: Duration,
 }
 
 impl HubConnectionBuilder {
@@ -38,6 +39,7 @@ impl HubConnectionBuilder {
             connector: None,
             keep_alive: KeepAliveConfig::default(),
             stream_buffer: 256,
+            stream_consumer_timeout: Duration::from_secs(5),
         }
     }
 
@@ -180,11 +182,24 @@ impl HubConnectionBuilder {
         self
     }
 
-    /// Items buffered per server-to-client stream before a consumer that does not keep up gets
-    /// [`HubError::StreamConsumerTooSlow`](crate::HubError::StreamConsumerTooSlow) (256).
+    /// Items buffered per server-to-client stream (256). When a stream's buffer is full the
+    /// client stops reading from the server until its consumer takes an item (backpressure: the
+    /// server's own stream buffer fills and its producer waits), for up to the
+    /// [stream consumer timeout](Self::with_stream_consumer_timeout); then the stream is cancelled
+    /// and its consumer gets
+    /// [`HubError::StreamConsumerTooSlow`](crate::HubError::StreamConsumerTooSlow).
     #[must_use]
     pub fn with_stream_buffer(mut self, items: usize) -> Self {
         self.stream_buffer = items;
+        self
+    }
+
+    /// How long a stream whose buffer is full may hold the connection's reading back (5 s).
+    /// Meanwhile nothing else is read either, so keep it well below the server's client
+    /// timeout (30 s by default).
+    #[must_use]
+    pub fn with_stream_consumer_timeout(mut self, timeout: Duration) -> Self {
+        self.stream_consumer_timeout = timeout;
         self
     }
 
@@ -220,6 +235,7 @@ impl HubConnectionBuilder {
             connector: self.connector,
             keep_alive: self.keep_alive,
             stream_buffer: self.stream_buffer.max(1),
+            stream_consumer_timeout: self.stream_consumer_timeout,
         }))
     }
 }

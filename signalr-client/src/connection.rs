@@ -54,6 +54,8 @@ pub(crate) struct Config {
     pub(crate) connector: Option<Arc<dyn signalr_transport::Connector>>,
     pub(crate) keep_alive: KeepAliveConfig,
     pub(crate) stream_buffer: usize,
+    /// How long a full stream buffer may hold reading back before the stream fails.
+    pub(crate) stream_consumer_timeout: std::time::Duration,
 }
 
 type ErrorCallback = Arc<dyn Fn(Option<&HubError>) + Send + Sync>;

@@ -887,6 +887,58 @@ impl Driver {
         }
     }
 
+    /// A stream item: to its stream's consumer (holding reading back while the buffer is full),
+    /// or an error for a call that is not a stream.
+    async fn on_stream_item(
+        &mut self,
+        session: &mut Session,
+        item: signalr_protocol::StreamItem,
+    ) -> Result<()> {
+        match self.pending.get(&item.invocation_id) {
+            Some(Pending::Stream(items)) => {
+                // The last slot is kept for the stream's end (an error, the connection's
+                // loss), so that a consumer always learns why a stream stopped.
+                let delivered = if items.capacity() > 1 {
+                    items.try_send(Ok(item.item)).is_ok()
+                } else {
+                    // Full: stop reading (backpressure) until the consumer takes an item,
+                    // for a while.
+                    let wait = self.config.stream_consumer_timeout;
+                    match tokio::time::timeout(wait, items.reserve_many(2)).await {
+                        Ok(Ok(mut permits)) => permits.next().is_some_and(|p| {
+                            p.send(Ok(item.item));
+                            true
+                        }),
+                        Ok(Err(_)) | Err(_) => false,
+                    }
+                };
+                if !delivered {
+                    // Full or dropped: cancel rather than buffer without bound.
+                    if let Some(Pending::Stream(items)) = self.pending.remove(&item.invocation_id) {
+                        let _ = items.try_send(Err(HubError::StreamConsumerTooSlow));
+                    }
+                    let cancel =
+                        HubMessage::CancelInvocation(CancelInvocation::new(item.invocation_id));
+                    self.write(session, &[cancel]).await?;
+                }
+            }
+            Some(Pending::Invoke(_)) => {
+                if let Some(Pending::Invoke(reply)) = self.pending.remove(&item.invocation_id) {
+                    let e = signalr_protocol::ProtocolError::InvalidMessage {
+                        message_type: "StreamItem",
+                        reason: "received a stream item for a non-streaming invocation".into(),
+                    };
+                    let _ = reply.send(Err(HubError::Protocol(e)));
+                }
+            }
+            None => debug!(
+                id = item.invocation_id,
+                "stream item for an unknown invocation ignored"
+            ),
+        }
+        Ok(())
+    }
+
     async fn on_message(&mut self, session: &mut Session, message: HubMessage) -> Result<()> {
         if let Some((buffer, _)) = &mut session.stateful {
             let kind = message.message_type();
@@ -911,37 +963,7 @@ impl Driver {
                 // Waits only when 1024 invocations are queued behind slow handlers.
                 let _ = session.dispatch.send(dispatch).await;
             }
-            HubMessage::StreamItem(item) => match self.pending.get(&item.invocation_id) {
-                Some(Pending::Stream(items)) => {
-                    // The last slot is kept for the stream's end (an error, the connection's
-                    // loss), so that a consumer always learns why a stream stopped.
-                    let delivered = items.capacity() > 1 && items.try_send(Ok(item.item)).is_ok();
-                    if !delivered {
-                        // Full or dropped: cancel rather than buffer without bound.
-                        if let Some(Pending::Stream(items)) =
-                            self.pending.remove(&item.invocation_id)
-                        {
-                            let _ = items.try_send(Err(HubError::StreamConsumerTooSlow));
-                        }
-                        let cancel =
-                            HubMessage::CancelInvocation(CancelInvocation::new(item.invocation_id));
-                        self.write(session, &[cancel]).await?;
-                    }
-                }
-                Some(Pending::Invoke(_)) => {
-                    if let Some(Pending::Invoke(reply)) = self.pending.remove(&item.invocation_id) {
-                        let e = signalr_protocol::ProtocolError::InvalidMessage {
-                            message_type: "StreamItem",
-                            reason: "received a stream item for a non-streaming invocation".into(),
-                        };
-                        let _ = reply.send(Err(HubError::Protocol(e)));
-                    }
-                }
-                None => debug!(
-                    id = item.invocation_id,
-                    "stream item for an unknown invocation ignored"
-                ),
-            },
+            HubMessage::StreamItem(item) => self.on_stream_item(session, item).await?,
             HubMessage::Completion(c) => match self.pending.remove(&c.invocation_id) {
                 Some(Pending::Invoke(reply)) => {
                     let _ = reply.send(Ok(c.result));
