@@ -61,9 +61,15 @@ pub(super) fn connect(
         (entry, false)
     };
     let config = &shared.config;
-    // The hub protocol enforces `max_message_size` and answers with a Close carrying the error,
-    // as .NET does; the WebSocket layer only stops frames far beyond it (a socket-level error).
-    let max = config.max_message_size.saturating_mul(4).max(1024 * 1024);
+    // The hub protocol enforces `max_message_size` per message and answers with a Close
+    // carrying the error, as .NET does. A WebSocket message may carry many messages: the
+    // official JS client joins every send queued while it was busy into one (10,000 sends made
+    // at once arrive as one 1.4 MB message), and .NET streams it. tungstenite has to buffer a
+    // whole message, so the socket layer stops only messages far beyond that (16 MiB).
+    let max = config
+        .max_message_size
+        .saturating_mul(4)
+        .max(16 * 1024 * 1024);
     let span = info_span!("websocket", id = %entry.connection_id, resume);
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
