@@ -118,10 +118,11 @@ struct Session {
     last_received: Instant,
     pending_calls: HashMap<String, oneshot::Sender<HubResult<Payload>>>,
     next_call_id: u64,
-    running: HashMap<String, AbortHandle>,
-    /// Ends when the last non-streaming hub method started ends (finished, failed or
-    /// cancelled): the next one waits for it when invocations are sequential.
-    previous_unary: Option<oneshot::Receiver<()>>,
+    /// Invocations in progress by id; the handle aborts a stream's task (sequential hub methods
+    /// share the worker, so theirs is `None`).
+    running: HashMap<String, Option<AbortHandle>>,
+    /// Runs the connection's non-streaming hub methods one after the other (sequential mode).
+    unary_worker: Option<(mpsc::UnboundedSender<UnaryJob>, AbortHandle)>,
     uploads: HashMap<String, mpsc::Sender<HubResult<Payload>>>,
     /// Stateful reconnect's bookkeeping (signalr-protocol's `MessageBuffer`), when in use.
     stateful: Option<MessageBuffer>,
@@ -133,6 +134,12 @@ struct Session {
     deferred: VecDeque<Control>,
     /// Bytes were taken in while a send was waiting; their messages are handled next.
     input_pending: bool,
+    /// Messages encoded while handling a run of commands, sent as one frame when it ends.
+    out: BytesMut,
+    /// The ranges of `out` that stateful reconnect keeps for replay.
+    tracked: Vec<std::ops::Range<usize>>,
+    /// Handling a run of commands: `write` appends to `out` instead of sending.
+    batching: bool,
     detached_since: Option<Instant>,
     blackhole_until: Option<Instant>,
 }
@@ -157,13 +164,16 @@ impl Session {
             pending_calls: HashMap::new(),
             next_call_id: 0,
             running: HashMap::new(),
-            previous_unary: None,
+            unary_worker: None,
             uploads: HashMap::new(),
             stateful: None,
             attached: true,
             generation: 0,
             deferred: VecDeque::new(),
             input_pending: false,
+            out: BytesMut::new(),
+            tracked: Vec::new(),
+            batching: false,
             detached_since: None,
             blackhole_until: None,
         }
@@ -243,7 +253,7 @@ impl Session {
                     None => Err(Exit::Closed),
                 },
                 command = self.commands.recv(), if accept_commands => match command {
-                    Some(c) => self.on_command(c).await,
+                    Some(c) => self.on_commands(c).await,
                     None => Err(Exit::Closed),
                 },
                 _ = tick.tick() => self.on_tick().await,
@@ -261,8 +271,11 @@ impl Session {
             Exit::Error(e) => info!(error = %e, "connection closed with an error"),
         }
         self.shared.remove(&self.entry);
-        for (_, task) in self.running.drain() {
+        for task in self.running.drain().filter_map(|(_, task)| task) {
             task.abort();
+        }
+        if let Some((_, worker)) = self.unary_worker.take() {
+            worker.abort();
         }
         self.uploads.clear();
         self.pending_calls.clear();
@@ -612,7 +625,10 @@ impl Session {
             }
             HubMessage::CancelInvocation(CancelInvocation { invocation_id, .. }) => {
                 if let Some(task) = self.running.remove(&invocation_id) {
-                    task.abort();
+                    // A sequential hub method runs on (its result is dropped); a stream stops.
+                    if let Some(task) = task {
+                        task.abort();
+                    }
                     debug!(id = invocation_id, "invocation cancelled by the client");
                     self.write(&HubMessage::Completion(Completion::void(invocation_id)))
                         .await?;
@@ -712,18 +728,18 @@ impl Session {
         let task_id = id.clone();
         let task = match handler {
             Some(Handler::Unary(f)) => {
-                // One at a time, in order: each waits for the one before it. Its `finished`
-                // sender goes with the task however it ends (a cancel aborts it), so the next
-                // one starts.
-                let (finished, done) = oneshot::channel::<()>();
-                let previous = match self.config().invocations {
-                    crate::Invocations::Sequential => self.previous_unary.replace(done),
-                    crate::Invocations::Concurrent => None,
+                let job = UnaryJob {
+                    call: f(ctx, args),
+                    target,
+                    id: task_id,
                 };
-                let call = f(ctx, args);
-                tokio::spawn(
-                    unary(call, target, task_id, out, previous, finished).in_current_span(),
-                )
+                let Some(task) = self.start_unary(job, out) else {
+                    if let Some(id) = id {
+                        self.running.insert(id, None);
+                    }
+                    return Ok(());
+                };
+                task
             }
             Some(Handler::Stream(f)) => tokio::spawn(
                 async move {
@@ -760,9 +776,62 @@ impl Session {
             None => return Ok(()),
         };
         if let Some(id) = id {
-            self.running.insert(id, task.abort_handle());
+            self.running.insert(id, Some(task.abort_handle()));
         }
         Ok(())
+    }
+
+    /// Starts a non-streaming hub method: queued on the connection's worker when invocations
+    /// are sequential (no task of its own: `None`), on a task of its own when concurrent.
+    fn start_unary(
+        &mut self,
+        job: UnaryJob,
+        out: mpsc::Sender<Command>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match self.config().invocations {
+            crate::Invocations::Sequential => {
+                let (worker, _) = self.unary_worker.get_or_insert_with(|| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let task = tokio::spawn(unary_worker(rx, out).in_current_span());
+                    (tx, task.abort_handle())
+                });
+                let _ = worker.send(job);
+                None
+            }
+            crate::Invocations::Concurrent => {
+                Some(tokio::spawn(run_unary(job, out).in_current_span()))
+            }
+        }
+    }
+
+    /// Handles `first` and the commands already waiting behind it (up to 256, or 64 KiB of
+    /// output), then sends everything they wrote as one frame: a hub method that sends a burst
+    /// costs one channel hop and one WebSocket message per run, not per message.
+    async fn on_commands(&mut self, first: Command) -> Result<(), Exit> {
+        const MAX_RUN: usize = 256;
+        const MAX_OUT: usize = 64 * 1024;
+        self.batching = true;
+        let mut result = self.on_command(first).await;
+        let mut handled = 1;
+        while result.is_ok() && handled < MAX_RUN && self.out.len() < MAX_OUT && self.room_for_out()
+        {
+            match self.commands.try_recv() {
+                Ok(command) => result = self.on_command(command).await,
+                Err(_) => break,
+            }
+            handled += 1;
+        }
+        self.batching = false;
+        // Sent even when the run ends in an error: it may be the Close that says why.
+        let flushed = self.flush().await;
+        result.and(flushed)
+    }
+
+    /// Whether the replay buffer can take what is waiting in `out` and more.
+    fn room_for_out(&self) -> bool {
+        self.stateful
+            .as_ref()
+            .is_none_or(|b| b.room() > self.out.len())
     }
 
     async fn on_command(&mut self, command: Command) -> Result<(), Exit> {
@@ -845,16 +914,34 @@ impl Session {
         let Some(protocol) = &self.protocol else {
             return Ok(());
         };
-        let mut buf = BytesMut::new();
-        if let Err(e) = protocol.encode(message, &mut buf) {
+        let start = self.out.len();
+        if let Err(e) = protocol.encode(message, &mut self.out) {
             warn!(error = %e, "could not encode a message");
+            self.out.truncate(start);
             return Ok(());
         }
-        let frame = buf.freeze();
-        if let Some(buffer) = &mut self.stateful {
-            if message.message_type().is_trackable() {
-                buffer.on_sent(frame.clone());
+        if self.stateful.is_some() && message.message_type().is_trackable() {
+            self.tracked.push(start..self.out.len());
+        }
+        if self.batching {
+            return Ok(());
+        }
+        self.flush().await
+    }
+
+    /// Sends what `write` gathered as one frame, keeping the trackable messages for replay.
+    async fn flush(&mut self) -> Result<(), Exit> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let frame = self.out.split().freeze();
+        match &mut self.stateful {
+            Some(buffer) => {
+                for range in self.tracked.drain(..) {
+                    buffer.on_sent(frame.slice(range));
+                }
             }
+            None => self.tracked.clear(),
         }
         self.push(frame).await
     }
@@ -929,20 +1016,24 @@ impl Session {
     }
 }
 
-/// Runs one non-streaming hub method (after `previous`, when given) and queues its completion
-/// for a blocking invocation.
-async fn unary(
+/// A non-streaming hub method to run, and where its completion goes.
+struct UnaryJob {
     call: futures_util::future::BoxFuture<'static, HubResult<Option<Payload>>>,
     target: String,
+    /// The invocation id of a blocking call (a completion is sent), `None` for a send.
     id: Option<String>,
-    out: mpsc::Sender<Command>,
-    previous: Option<oneshot::Receiver<()>>,
-    finished: oneshot::Sender<()>,
-) {
-    let _finished = finished;
-    if let Some(previous) = previous {
-        let _ = previous.await;
+}
+
+/// Runs a connection's non-streaming hub methods one after the other, in arrival order.
+async fn unary_worker(mut jobs: mpsc::UnboundedReceiver<UnaryJob>, out: mpsc::Sender<Command>) {
+    while let Some(job) = jobs.recv().await {
+        run_unary(job, out.clone()).await;
     }
+}
+
+/// Runs one non-streaming hub method and queues its completion for a blocking invocation.
+async fn run_unary(job: UnaryJob, out: mpsc::Sender<Command>) {
+    let UnaryJob { call, target, id } = job;
     let result = AssertUnwindSafe(call)
         .catch_unwind()
         .await
