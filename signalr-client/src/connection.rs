@@ -126,7 +126,7 @@ impl Shared {
 struct Inner {
     config: Arc<Config>,
     shared: Arc<Shared>,
-    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    commands: Mutex<Option<mpsc::Sender<Box<Command>>>>,
     next_id: AtomicU64,
 }
 
@@ -207,7 +207,11 @@ impl HubConnection {
             return Ok(());
         };
         let (reply, stopped) = oneshot::channel();
-        if commands.send(Command::Stop { reply }).await.is_ok() {
+        if commands
+            .send(Box::new(Command::Stop { reply }))
+            .await
+            .is_ok()
+        {
             let _ = stopped.await;
         }
         Ok(())
@@ -233,7 +237,7 @@ impl HubConnection {
         self.inner.config.protocol.payload_format()
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<Command>> {
+    fn sender(&self) -> Result<mpsc::Sender<Box<Command>>> {
         lock(&self.inner.commands)
             .clone()
             .ok_or(HubError::NotConnected {
@@ -254,7 +258,7 @@ impl HubConnection {
 
     async fn command(&self, command: Command) -> Result<()> {
         self.sender()?
-            .send(command)
+            .send(Box::new(command))
             .await
             .map_err(|_| HubError::NotConnected {
                 state: self.state(),
@@ -294,7 +298,7 @@ impl HubConnection {
         };
         let commands = self.sender()?;
         commands
-            .send(command)
+            .send(Box::new(command))
             .await
             .map_err(|_| HubError::NotConnected {
                 state: self.state(),
@@ -345,7 +349,7 @@ impl HubConnection {
             items: items_tx,
         };
         commands
-            .send(command)
+            .send(Box::new(command))
             .await
             .map_err(|_| HubError::NotConnected {
                 state: self.state(),

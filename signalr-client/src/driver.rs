@@ -104,8 +104,13 @@ struct Session {
     decoder: MessageDecoder<Arc<dyn HubProtocol>>,
     keep_alive: KeepAlive,
     connection_id: Option<String>,
-    dispatch: mpsc::Sender<Dispatch>,
-    answers: mpsc::UnboundedReceiver<HubMessage>,
+    /// Server invocations for the handler task, a batch per read.
+    dispatch: mpsc::Sender<Vec<Dispatch>>,
+    /// Invocations decoded from the current read, sent as one batch once it is drained.
+    to_dispatch: Vec<Dispatch>,
+    /// Client-result answers from the handler task (boxed: an idle connection's channel
+    /// allocates a block of slots up front).
+    answers: mpsc::UnboundedReceiver<Box<signalr_protocol::Completion>>,
     /// Stateful reconnect, when the server granted it on a WebSocket: the replay buffer and
     /// the negotiated connection to resume.
     stateful: Option<(MessageBuffer, Negotiated)>,
@@ -184,7 +189,7 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
         keep_alive.set_server_timeout_enabled(false);
     }
     let connection_id = conn.connection_id().map(str::to_owned);
-    let (dispatch, incoming) = mpsc::channel(1024);
+    let (dispatch, incoming) = mpsc::channel(64);
     let (answer_tx, answers) = mpsc::unbounded_channel();
     let handlers = tokio::spawn(handlers::run(
         Arc::clone(&shared.handlers),
@@ -208,6 +213,7 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
         keep_alive,
         connection_id,
         dispatch,
+        to_dispatch: Vec::new(),
         answers,
         stateful,
         ack_due: None,
@@ -217,7 +223,7 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
 pub(crate) struct Driver {
     config: Arc<Config>,
     shared: Arc<Shared>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<Box<Command>>,
     pending: HashMap<String, Pending>,
     /// Calls made while reconnecting, sent in order once connected again.
     outbox: VecDeque<Command>,
@@ -234,7 +240,7 @@ impl Driver {
     pub(crate) fn new(
         config: Arc<Config>,
         shared: Arc<Shared>,
-        commands: mpsc::Receiver<Command>,
+        commands: mpsc::Receiver<Box<Command>>,
     ) -> Self {
         Self {
             config,
@@ -382,7 +388,7 @@ impl Driver {
         loop {
             tokio::select! {
                 () = sleep_until(wake) => return Ok(()),
-                command = self.commands.recv() => match command {
+                command = self.commands.recv() => match command.map(|c| *c) {
                     Some(Command::Stop { reply }) => return Err(Exit::Stopped(vec![reply])),
                     Some(other) => self.hold(other, state),
                     None => return Err(Exit::Abandoned),
@@ -439,7 +445,7 @@ impl Driver {
             let result = loop {
                 tokio::select! {
                     result = &mut attempt => break result,
-                    command = self.commands.recv() => match command {
+                    command = self.commands.recv() => match command.map(|c| *c) {
                         Some(Command::Stop { reply }) => return Err(Some(Exit::Stopped(vec![reply]))),
                         // Held in the outbox; sent after the replay.
                         Some(other) => self.hold(other, HubConnectionState::Reconnecting),
@@ -514,7 +520,7 @@ impl Driver {
         // Calls still queued get the same answer, rather than a dropped reply.
         self.commands.close();
         while let Ok(command) = self.commands.try_recv() {
-            refuse(command, || failure(&pending_error));
+            refuse(*command, || failure(&pending_error));
         }
         self.shared.set_connection_id(None);
         self.shared.set_state(HubConnectionState::Disconnected);
@@ -596,7 +602,7 @@ impl Driver {
         loop {
             tokio::select! {
                 result = &mut attempt => return result.map_err(Exit::Lost),
-                command = self.commands.recv() => match command {
+                command = self.commands.recv() => match command.map(|c| *c) {
                     Some(Command::Stop { reply }) => return Err(Exit::Stopped(vec![reply])),
                     Some(other) => self.hold(other, state),
                     None => return Err(Exit::Abandoned),
@@ -670,13 +676,13 @@ impl Driver {
             tokio::select! {
                 command = self.commands.recv(), if accepting => {
                     let Some(first) = command else { return Exit::Abandoned };
-                    if let Err(exit) = self.on_commands(session, first).await {
+                    if let Err(exit) = self.on_commands(session, *first).await {
                         return exit;
                     }
                 }
                 answer = session.answers.recv() => {
-                    if let Some(message) = answer {
-                        if let Err(e) = self.write(session, &[message]).await {
+                    if let Some(completion) = answer {
+                        if let Err(e) = self.write(session, &[HubMessage::Completion(*completion)]).await {
                             return Exit::Lost(e);
                         }
                     }
@@ -735,7 +741,7 @@ impl Driver {
             match self.commands.try_recv() {
                 Ok(command) => {
                     room = room.saturating_sub(command.size_hint());
-                    batch.push(command);
+                    batch.push(*command);
                 }
                 Err(_) => break,
             }
@@ -877,14 +883,23 @@ impl Driver {
     }
 
     async fn drain_messages(&mut self, session: &mut Session) -> Result<()> {
-        loop {
+        let result = loop {
             let message = match session.decoder.next_message() {
                 Ok(Some(m)) => m,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(HubError::Protocol(e)),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(HubError::Protocol(e)),
             };
-            self.on_message(session, message).await?;
+            if let Err(e) = self.on_message(session, message).await {
+                break Err(e);
+            }
+        };
+        // What arrived before a bad message still reaches its handlers. Waits only when 64
+        // batches are queued behind slow handlers.
+        if !session.to_dispatch.is_empty() {
+            let batch = std::mem::take(&mut session.to_dispatch);
+            let _ = session.dispatch.send(batch).await;
         }
+        result
     }
 
     /// A stream item: to its stream's consumer (holding reading back while the buffer is full),
@@ -960,8 +975,7 @@ impl Driver {
                     arguments: m.arguments,
                     invocation_id: m.invocation_id,
                 };
-                // Waits only when 1024 invocations are queued behind slow handlers.
-                let _ = session.dispatch.send(dispatch).await;
+                session.to_dispatch.push(dispatch);
             }
             HubMessage::StreamItem(item) => self.on_stream_item(session, item).await?,
             HubMessage::Completion(c) => match self.pending.remove(&c.invocation_id) {

@@ -7,7 +7,7 @@ use std::{
 };
 
 use futures_util::{FutureExt as _, future::BoxFuture};
-use signalr_protocol::{Arguments, Completion, HubMessage, Payload, PayloadFormat};
+use signalr_protocol::{Arguments, Completion, Payload, PayloadFormat};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -106,10 +106,26 @@ pub(crate) struct Dispatch {
 pub(crate) async fn run(
     handlers: Arc<Handlers>,
     format: PayloadFormat,
-    mut incoming: mpsc::Receiver<Dispatch>,
-    answers: mpsc::UnboundedSender<HubMessage>,
+    mut incoming: mpsc::Receiver<Vec<Dispatch>>,
+    answers: mpsc::UnboundedSender<Box<Completion>>,
 ) {
-    while let Some(d) = incoming.recv().await {
+    while let Some(batch) = incoming.recv().await {
+        for d in batch {
+            if !handle(&handlers, format, d, &answers).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Runs the handlers of one invocation; `false` once answers can no longer be sent.
+async fn handle(
+    handlers: &Handlers,
+    format: PayloadFormat,
+    d: Dispatch,
+    answers: &mpsc::UnboundedSender<Box<Completion>>,
+) -> bool {
+    {
         let found = handlers.get(&d.target);
         if found.is_empty() {
             debug!(target = d.target, "no handler for a server invocation");
@@ -132,7 +148,9 @@ pub(crate) async fn run(
                 }
             }
         }
-        let Some(id) = d.invocation_id else { continue };
+        let Some(id) = d.invocation_id else {
+            return true;
+        };
         // The official clients' answers: one value, or these errors.
         let completion = match (values.len(), failure) {
             (_, Some(e)) if values.is_empty() => Completion::error(id, e),
@@ -140,8 +158,6 @@ pub(crate) async fn run(
             (0, _) => Completion::error(id, "Client didn't provide a result."),
             _ => Completion::error(id, "Client provided multiple results."),
         };
-        if answers.send(HubMessage::Completion(completion)).is_err() {
-            return;
-        }
+        answers.send(Box::new(completion)).is_ok()
     }
 }

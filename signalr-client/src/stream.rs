@@ -22,7 +22,7 @@ use crate::{
 pub struct HubStream<T> {
     pub(crate) id: String,
     pub(crate) items: mpsc::Receiver<Result<Payload>>,
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) commands: mpsc::Sender<Box<Command>>,
     pub(crate) done: bool,
     pub(crate) _type: PhantomData<fn() -> T>,
 }
@@ -63,9 +63,9 @@ impl<T: DeserializeOwned> Stream for HubStream<T> {
 impl<T> Drop for HubStream<T> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.commands.try_send(Command::Cancel {
+            let _ = self.commands.try_send(Box::new(Command::Cancel {
                 id: std::mem::take(&mut self.id),
-            });
+            }));
         }
     }
 }

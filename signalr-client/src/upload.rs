@@ -73,7 +73,7 @@ impl Upload {
         mut self,
         id: String,
         format: PayloadFormat,
-        commands: mpsc::Sender<Command>,
+        commands: mpsc::Sender<Box<Command>>,
         mut state: watch::Receiver<HubConnectionState>,
     ) {
         while let Some(item) = self.items.next().await {
@@ -88,10 +88,10 @@ impl Upload {
             match item {
                 Ok(payload) => {
                     if commands
-                        .send(Command::UploadItem {
+                        .send(Box::new(Command::UploadItem {
                             id: id.clone(),
                             item: payload,
-                        })
+                        }))
                         .await
                         .is_err()
                     {
@@ -100,15 +100,17 @@ impl Upload {
                 }
                 Err(error) => {
                     let _ = commands
-                        .send(Command::UploadDone {
+                        .send(Box::new(Command::UploadDone {
                             id,
                             error: Some(error),
-                        })
+                        }))
                         .await;
                     return;
                 }
             }
         }
-        let _ = commands.send(Command::UploadDone { id, error: None }).await;
+        let _ = commands
+            .send(Box::new(Command::UploadDone { id, error: None }))
+            .await;
     }
 }
