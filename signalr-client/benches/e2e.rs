@@ -1,0 +1,848 @@
+//! End to end: this client against the official JavaScript client and a raw tokio-tungstenite
+//! floor, on the same test server process, in the same run.
+//!
+//! `cargo bench -p signalr-client --bench e2e` (7 interleaved rounds; `-- --quick` for 3 and
+//! smaller counts, about two minutes; `-- --json PATH` also writes the results as JSON).
+//!
+//! The test server runs in a child process (this binary with `--serve`), so that only the
+//! client's cost and memory are in this process. The official client runs as
+//! `interop/peers/bench.mjs` under Node, from the packages `.ci/run` installs
+//! (`npm ci --prefix interop`); without them its comparisons are skipped and say so. The raw floor
+//! is a tokio-tungstenite client and server in this process, moving the same bytes.
+//!
+//! Every figure is a median over the rounds (min and max beside it); each comparison is a ratio of
+//! medians from the same run, with its target and PASS or MISS. Nothing here is a test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::disallowed_methods,
+    clippy::cast_precision_loss
+)]
+
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures_util::{SinkExt as _, StreamExt as _, stream::FuturesUnordered};
+use signalr_client::{
+    HubConnection, HubConnectionBuilder, protocol::TransportKind, reconnect::FixedDelays,
+};
+use signalr_testserver::{
+    ServerConfig, TestServer,
+    proxy::{FaultProxy, Mode},
+};
+use tokio_tungstenite::tungstenite::Message;
+
+const PAYLOAD_LEN: usize = 100;
+
+fn payload() -> String {
+    "x".repeat(PAYLOAD_LEN)
+}
+
+/// The sizes of one round.
+#[derive(Clone, Copy)]
+struct Sizes {
+    rounds: usize,
+    invokes: usize,
+    sends: usize,
+    receives: usize,
+    items: usize,
+    idle: usize,
+}
+
+const FULL: Sizes = Sizes {
+    rounds: 7,
+    invokes: 3000,
+    sends: 200_000,
+    receives: 200_000,
+    items: 200_000,
+    idle: 10_000,
+};
+const QUICK: Sizes = Sizes {
+    rounds: 3,
+    invokes: 1000,
+    sends: 50_000,
+    receives: 50_000,
+    items: 50_000,
+    idle: 10_000,
+};
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+
+/// `--serve`: the test server, until stdin closes.
+fn serve() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = ServerConfig::default();
+        let server = TestServer::start(config).await.unwrap();
+        println!("listening on {}", server.url());
+        std::io::stdout().flush().unwrap();
+        tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).unwrap_or(0) > 0 {}
+        })
+        .await
+        .unwrap();
+        server.shutdown().await;
+    });
+}
+
+/// The server child; killed when dropped.
+struct ServerProcess {
+    child: Child,
+    url: String,
+    /// Kept open: the child must never write into a closed pipe.
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl ServerProcess {
+    fn start() -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_owned();
+        Self {
+            child,
+            url,
+            _stdout: stdout,
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Our client
+
+async fn connect(url: &str, transport: TransportKind, messagepack: bool) -> HubConnection {
+    let b = HubConnectionBuilder::new(url).with_transports([transport]);
+    let conn = if messagepack { b.with_messagepack() } else { b }
+        .build()
+        .unwrap();
+    conn.start().await.unwrap();
+    for _ in 0..200 {
+        let _: String = conn.invoke("Echo", (payload(),)).await.unwrap();
+    }
+    conn
+}
+
+/// Sequential `invoke("Echo", 100 B)`: p50 and p99 in µs.
+async fn ours_invoke(
+    url: &str,
+    transport: TransportKind,
+    messagepack: bool,
+    n: usize,
+) -> (f64, f64) {
+    let conn = connect(url, transport, messagepack).await;
+    let p = payload();
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        let _: String = conn.invoke("Echo", (p.as_str(),)).await.unwrap();
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    conn.stop().await.unwrap();
+    percentiles(&mut times)
+}
+
+fn percentiles(times: &mut [f64]) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    let at = |per_cent: usize| times[(times.len() * per_cent / 100).min(times.len() - 1)];
+    (at(50), at(99))
+}
+
+/// `n` fire-and-forget sends, then one invoke as the barrier: sends per second.
+async fn ours_send(url: &str, messagepack: bool, n: usize) -> f64 {
+    let conn = connect(url, TransportKind::WebSockets, messagepack).await;
+    let p = payload();
+    let t0 = Instant::now();
+    let mut in_flight = FuturesUnordered::new();
+    for _ in 0..n {
+        in_flight.push(conn.send("Echo", (p.as_str(),)));
+        if in_flight.len() >= 1024 {
+            in_flight.next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = in_flight.next().await {
+        r.unwrap();
+    }
+    let _: String = conn.invoke("Echo", (p.as_str(),)).await.unwrap();
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    conn.stop().await.unwrap();
+    rate
+}
+
+/// `Sequence(n)`: messages delivered to a handler per second.
+async fn ours_receive(url: &str, messagepack: bool, n: usize) -> f64 {
+    let conn = connect(url, TransportKind::WebSockets, messagepack).await;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let all = Arc::new(tokio::sync::Notify::new());
+    let (s, a) = (Arc::clone(&seen), Arc::clone(&all));
+    let _seq = conn.on("seq", move |(_,): (i64,)| {
+        if s.fetch_add(1, Ordering::Relaxed) + 1 == n {
+            a.notify_one();
+        }
+        std::future::ready(())
+    });
+    let t0 = Instant::now();
+    let count: i64 = conn.invoke("Sequence", (n,)).await.unwrap();
+    assert_eq!(usize::try_from(count).unwrap(), n);
+    all.notified().await;
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    conn.stop().await.unwrap();
+    rate
+}
+
+/// `Counter(n, 0)`: stream items per second.
+async fn ours_stream(url: &str, messagepack: bool, n: usize) -> f64 {
+    let conn = connect(url, TransportKind::WebSockets, messagepack).await;
+    let t0 = Instant::now();
+    let mut stream = conn.stream::<i32>("Counter", (n, 0)).await.unwrap();
+    let mut count = 0;
+    while let Some(item) = stream.next().await {
+        item.unwrap();
+        count += 1;
+    }
+    assert_eq!(count, n);
+    let rate = n as f64 / t0.elapsed().as_secs_f64();
+    conn.stop().await.unwrap();
+    rate
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Resident memory per idle connection (WebSockets, JSON), over `n` connections: bytes.
+async fn idle_memory(url: &str, n: usize) -> f64 {
+    // Warm up: one connection made and closed, so that one-time allocations are in the base.
+    let warm = connect(url, TransportKind::WebSockets, false).await;
+    warm.stop().await.unwrap();
+    drop(warm);
+    let before = rss_bytes();
+    let mut conns = Vec::with_capacity(n);
+    for chunk in 0..n.div_ceil(100) {
+        let batch: Vec<_> = (0..100.min(n - chunk * 100))
+            .map(|_| {
+                let conn = HubConnectionBuilder::new(url)
+                    .with_transports([TransportKind::WebSockets])
+                    .build()
+                    .unwrap();
+                async move {
+                    conn.start().await.unwrap();
+                    conn
+                }
+            })
+            .collect();
+        conns.extend(futures_util::future::join_all(batch).await);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let per = rss_bytes().saturating_sub(before) as f64 / n as f64;
+    let stops: Vec<_> = conns.iter().map(HubConnection::stop).collect();
+    futures_util::future::join_all(stops).await;
+    per
+}
+
+/// Keep-alive 1 s, server timeout 2 s: seconds from the link going silent to `reconnecting`,
+/// and milliseconds from the server accepting again to `reconnected` with a 0-delay policy.
+async fn blackhole_and_reconnect(server_addr: std::net::SocketAddr, url: &str) -> (f64, f64) {
+    let proxy = FaultProxy::start(server_addr).await.unwrap();
+    let conn = HubConnectionBuilder::new(proxy.url(url))
+        .with_transports([TransportKind::WebSockets])
+        .with_keep_alive_interval(Duration::from_secs(1))
+        .with_server_timeout(Duration::from_secs(2))
+        .with_automatic_reconnect_policy(FixedDelays::from_millis(&vec![0; 20_000]))
+        .build()
+        .unwrap();
+    let (reconnecting, reconnected) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let r = Arc::clone(&reconnecting);
+    conn.on_reconnecting(move |_| r.notify_one());
+    let r = Arc::clone(&reconnected);
+    conn.on_reconnected(move |_| r.notify_one());
+    conn.start().await.unwrap();
+    let _: String = conn.invoke("Echo", ("last word",)).await.unwrap();
+    let cut = Instant::now();
+    proxy.set_mode(Mode::Blackhole);
+    reconnecting.notified().await;
+    let detected = cut.elapsed().as_secs_f64();
+    // The server "restarts": connections are refused for 300 ms, then accepted again.
+    proxy.set_mode(Mode::Pass);
+    proxy.refuse_for(Duration::from_millis(300));
+    proxy.reset_all();
+    let back = Instant::now() + Duration::from_millis(300);
+    reconnected.notified().await;
+    let reconnect_ms = Instant::now().saturating_duration_since(back).as_secs_f64() * 1e3;
+    conn.stop().await.unwrap();
+    (detected, reconnect_ms)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The raw floor: tokio-tungstenite both ends, in this process, the same bytes
+
+/// A raw WebSocket server: counts frames and answers `barrier` with the count; answers `give N`
+/// with N frames of `frame`, fed and flushed once.
+async fn raw_server(frame: String) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let frame = frame.clone();
+            tokio::spawn(async move {
+                socket.set_nodelay(true).unwrap();
+                let mut ws = tokio_tungstenite::accept_async(socket).await.unwrap();
+                let mut count = 0u64;
+                while let Some(Ok(message)) = ws.next().await {
+                    let text = message.into_text().unwrap_or_default();
+                    if text.as_str() == "barrier" {
+                        ws.send(Message::text(count.to_string())).await.unwrap();
+                        count = 0;
+                    } else if let Some(n) = text.as_str().strip_prefix("give ") {
+                        for _ in 0..n.parse::<usize>().unwrap() {
+                            ws.feed(Message::text(frame.clone())).await.unwrap();
+                        }
+                        ws.flush().await.unwrap();
+                    } else {
+                        count += 1;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn raw_client(
+    addr: std::net::SocketAddr,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_nodelay(true).unwrap();
+    }
+    ws
+}
+
+/// `n` frames fed and flushed once, then a barrier round trip: frames per second.
+async fn raw_send(addr: std::net::SocketAddr, frame: &str, n: usize) -> f64 {
+    let mut ws = raw_client(addr).await;
+    let t0 = Instant::now();
+    for _ in 0..n {
+        ws.feed(Message::text(frame)).await.unwrap();
+    }
+    ws.send(Message::text("barrier")).await.unwrap();
+    let answer = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    assert_eq!(answer.as_str(), n.to_string());
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// Asks for `n` frames and reads them: frames per second.
+async fn raw_receive(addr: std::net::SocketAddr, n: usize) -> f64 {
+    let mut ws = raw_client(addr).await;
+    let t0 = Instant::now();
+    ws.send(Message::text(format!("give {n}"))).await.unwrap();
+    for _ in 0..n {
+        ws.next().await.unwrap().unwrap();
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The official client
+
+fn interop_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../interop")
+}
+
+fn js_available() -> bool {
+    let installed = interop_dir()
+        .join("node_modules/@microsoft/signalr-protocol-msgpack")
+        .exists();
+    let node = Command::new("node").arg("--version").output().is_ok();
+    if !(installed && node) {
+        eprintln!(
+            "the official client is not installed: run `npm ci --prefix interop` (Node 20) for \
+             the comparisons with it; they are skipped"
+        );
+    }
+    installed && node
+}
+
+/// One run of `bench.mjs`: its JSON result line.
+async fn js(url: &str, messagepack: bool, mode: &str, n: usize) -> serde_json::Value {
+    let output = tokio::process::Command::new("node")
+        .arg(interop_dir().join("peers/bench.mjs"))
+        .args([
+            url,
+            if messagepack { "messagepack" } else { "json" },
+            mode,
+            &n.to_string(),
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_else(|| {
+        panic!(
+            "bench.mjs printed nothing: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    serde_json::from_str(line).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rounds, medians, the report
+
+/// Samples of one figure over the rounds.
+#[derive(Default, Clone)]
+struct Samples(Vec<f64>);
+
+impl Samples {
+    fn push(&mut self, v: f64) {
+        self.0.push(v);
+    }
+
+    fn median(&self) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            v[v.len() / 2]
+        }
+    }
+
+    fn range(&self) -> (f64, f64) {
+        let min = self.0.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.0.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (min, max)
+    }
+}
+
+/// How a ratio is judged.
+#[derive(Clone, Copy)]
+enum Goal {
+    /// ours / baseline must be at most this (lower is better: latency, memory, time).
+    AtMost(f64),
+    /// ours / baseline must be at least this (higher is better: throughput).
+    AtLeast(f64),
+}
+
+struct Metric {
+    name: String,
+    unit: &'static str,
+    ours: Samples,
+    baseline_name: String,
+    baseline: Option<Samples>,
+    goal: Option<Goal>,
+    target: String,
+}
+
+impl Metric {
+    fn ratio(&self) -> Option<f64> {
+        self.baseline
+            .as_ref()
+            .map(|b| self.ours.median() / b.median())
+    }
+
+    fn pass(&self) -> Option<bool> {
+        let value = match (&self.baseline, self.goal?) {
+            (Some(_), _) => self.ratio()?,
+            (None, _) => self.ours.median(),
+        };
+        if value.is_nan() {
+            return None;
+        }
+        Some(match self.goal? {
+            Goal::AtMost(x) => value <= x,
+            Goal::AtLeast(x) => value >= x,
+        })
+    }
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_nan() {
+        "n/a".into()
+    } else if v >= 100_000.0 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn report(metrics: &[Metric]) {
+    println!(
+        "\n{:<46} {:>26} {:>9}  {:<28} {:>9} {:>7}  {:<16} result",
+        "metric", "ours: median [min, max]", "unit", "baseline", "median", "ratio", "target"
+    );
+    for m in metrics {
+        let (lo, hi) = m.ours.range();
+        let base = m
+            .baseline
+            .as_ref()
+            .map_or_else(|| "-".into(), |b| fmt(b.median()));
+        let ratio = m.ratio().map_or_else(|| "-".into(), |r| format!("{r:.2}"));
+        let verdict = match m.pass() {
+            Some(true) => "PASS",
+            Some(false) => "MISS",
+            None => "-",
+        };
+        println!(
+            "{:<46} {:>26} {:>9}  {:<28} {:>9} {:>7}  {:<16} {verdict}",
+            m.name,
+            format!("{} [{}, {}]", fmt(m.ours.median()), fmt(lo), fmt(hi)),
+            m.unit,
+            m.baseline_name,
+            base,
+            ratio,
+            m.target,
+        );
+    }
+}
+
+fn write_json(path: &str, metrics: &[Metric]) {
+    let list: Vec<_> = metrics
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "name": m.name,
+                "unit": m.unit,
+                "ours": m.ours.median(),
+                "ours_min": m.ours.range().0,
+                "ours_max": m.ours.range().1,
+                "baseline_name": m.baseline_name,
+                "baseline": m.baseline.as_ref().map(Samples::median),
+                "ratio": m.ratio(),
+                "target": m.target,
+                "pass": m.pass(),
+            })
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "metrics": list })).unwrap();
+    std::fs::write(path, text).unwrap();
+    println!("wrote {path}");
+}
+
+#[allow(clippy::too_many_lines)] // one list of every measurement, in the order reported
+async fn run(sizes: Sizes, json_path: Option<String>) {
+    let server = ServerProcess::start();
+    let url = server.url.clone();
+    let server_addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/hub")
+        .parse()
+        .unwrap();
+    if let Ok(what) = std::env::var("E2E_PROFILE") {
+        // One measurement, repeated, for a profiler: `E2E_PROFILE=receive perf record -g …`.
+        for _ in 0..5 {
+            let rate = match what.as_str() {
+                "send" => ours_send(&url, false, sizes.sends).await,
+                "receive" => ours_receive(&url, false, sizes.receives).await,
+                "memory" => idle_memory(&url, sizes.idle).await / 1024.0,
+                _ => ours_stream(&url, false, sizes.items).await,
+            };
+            eprintln!("{what}: {}", fmt(rate));
+        }
+        return;
+    }
+    let js_ok = js_available();
+    let echo_frame =
+        "{\"type\":1,\"target\":\"Echo\",\"arguments\":[\"".to_owned() + &payload() + "\"]}\u{1e}";
+    let seq_frame = "{\"type\":1,\"target\":\"seq\",\"arguments\":[123456]}\u{1e}".to_owned();
+    let raw_send_addr = raw_server(echo_frame.clone()).await;
+    let raw_recv_addr = raw_server(seq_frame).await;
+
+    let mut s = std::collections::BTreeMap::<&str, Samples>::new();
+    for round in 1..=sizes.rounds {
+        eprintln!("round {round} of {}", sizes.rounds);
+        for messagepack in [false, true] {
+            let tag = if messagepack { "mp" } else { "json" };
+            let (p50, p99) =
+                ours_invoke(&url, TransportKind::WebSockets, messagepack, sizes.invokes).await;
+            s.entry(if messagepack {
+                "inv50_mp"
+            } else {
+                "inv50_json"
+            })
+            .or_default()
+            .push(p50);
+            s.entry(if messagepack {
+                "inv99_mp"
+            } else {
+                "inv99_json"
+            })
+            .or_default()
+            .push(p99);
+            if js_ok {
+                let r = js(&url, messagepack, "invoke", sizes.invokes).await;
+                s.entry(if messagepack { "js50_mp" } else { "js50_json" })
+                    .or_default()
+                    .push(r["p50_us"].as_f64().unwrap());
+                s.entry(if messagepack { "js99_mp" } else { "js99_json" })
+                    .or_default()
+                    .push(r["p99_us"].as_f64().unwrap());
+                let r = js(&url, messagepack, "send", sizes.sends / 4).await;
+                s.entry(if messagepack {
+                    "jssend_mp"
+                } else {
+                    "jssend_json"
+                })
+                .or_default()
+                .push(r["per_sec"].as_f64().unwrap());
+                let r = js(&url, messagepack, "receive", sizes.receives / 4).await;
+                s.entry(if messagepack {
+                    "jsrecv_mp"
+                } else {
+                    "jsrecv_json"
+                })
+                .or_default()
+                .push(r["per_sec"].as_f64().unwrap());
+            }
+            s.entry(if messagepack { "send_mp" } else { "send_json" })
+                .or_default()
+                .push(ours_send(&url, messagepack, sizes.sends).await);
+            s.entry(if messagepack { "recv_mp" } else { "recv_json" })
+                .or_default()
+                .push(ours_receive(&url, messagepack, sizes.receives).await);
+            s.entry(if messagepack {
+                "stream_mp"
+            } else {
+                "stream_json"
+            })
+            .or_default()
+            .push(ours_stream(&url, messagepack, sizes.items).await);
+            let _ = tag;
+        }
+        for (key, transport) in [
+            ("sse", TransportKind::ServerSentEvents),
+            ("lp", TransportKind::LongPolling),
+        ] {
+            let (p50, p99) = ours_invoke(&url, transport, false, sizes.invokes / 2).await;
+            s.entry(if key == "sse" {
+                "inv50_sse"
+            } else {
+                "inv50_lp"
+            })
+            .or_default()
+            .push(p50);
+            s.entry(if key == "sse" {
+                "inv99_sse"
+            } else {
+                "inv99_lp"
+            })
+            .or_default()
+            .push(p99);
+        }
+        s.entry("raw_send")
+            .or_default()
+            .push(raw_send(raw_send_addr, &echo_frame, sizes.sends).await);
+        s.entry("raw_recv")
+            .or_default()
+            .push(raw_receive(raw_recv_addr, sizes.receives).await);
+    }
+    eprintln!("idle connections, blackhole, reconnect");
+    let mut memory = Samples::default();
+    memory.push(idle_memory(&url, sizes.idle).await / 1024.0);
+    let (mut detect, mut reconnect) = (Samples::default(), Samples::default());
+    for _ in 0..sizes.rounds.min(3) {
+        let (d, r) = blackhole_and_reconnect(server_addr, &url).await;
+        detect.push(d);
+        reconnect.push(r);
+    }
+
+    let get = |k: &str| s.get(k).cloned().unwrap_or_default();
+    let js_base = |k: &str| js_ok.then(|| get(k));
+    let mut metrics = Vec::new();
+    for (proto, key) in [("JSON", "json"), ("MessagePack", "mp")] {
+        for (q, ours, theirs) in [("p50", "inv50", "js50"), ("p99", "inv99", "js99")] {
+            metrics.push(Metric {
+                name: format!("invoke Echo 100 B {q}, WebSockets, {proto}"),
+                unit: "µs",
+                ours: get(&format!("{ours}_{key}")),
+                baseline_name: "official JS client".into(),
+                baseline: js_base(&format!("{theirs}_{key}")),
+                goal: Some(Goal::AtMost(0.6)),
+                target: "≤ 0.6 × JS".into(),
+            });
+        }
+    }
+    for (t, key) in [("SSE", "sse"), ("long polling", "lp")] {
+        for (q, ours) in [("p50", "inv50"), ("p99", "inv99")] {
+            metrics.push(Metric {
+                name: format!("invoke Echo 100 B {q}, {t}, JSON"),
+                unit: "µs",
+                ours: get(&format!("{ours}_{key}")),
+                baseline_name: "ours, WebSockets JSON".into(),
+                baseline: Some(get(&format!("{ours}_json"))),
+                goal: None,
+                target: "(reported)".into(),
+            });
+        }
+    }
+    for (proto, key) in [("JSON", "json"), ("MessagePack", "mp")] {
+        metrics.push(Metric {
+            name: format!("send Echo 100 B, {proto}"),
+            unit: "msg/s",
+            ours: get(&format!("send_{key}")),
+            baseline_name: "raw tokio-tungstenite".into(),
+            baseline: Some(get("raw_send")),
+            goal: Some(Goal::AtLeast(0.2)),
+            target: "≥ 0.2 × raw".into(),
+        });
+        metrics.push(Metric {
+            name: format!("send Echo 100 B, {proto}, vs JS"),
+            unit: "msg/s",
+            ours: get(&format!("send_{key}")),
+            baseline_name: "official JS client".into(),
+            baseline: js_base(&format!("jssend_{key}")),
+            goal: None,
+            target: "(reported)".into(),
+        });
+        metrics.push(Metric {
+            name: format!("receive Sequence to a handler, {proto}"),
+            unit: "msg/s",
+            ours: get(&format!("recv_{key}")),
+            baseline_name: "raw tokio-tungstenite".into(),
+            baseline: Some(get("raw_recv")),
+            goal: Some(Goal::AtLeast(0.3)),
+            target: "≥ 0.3 × raw".into(),
+        });
+        metrics.push(Metric {
+            name: format!("receive Sequence to a handler, {proto}, vs JS"),
+            unit: "msg/s",
+            ours: get(&format!("recv_{key}")),
+            baseline_name: "official JS client".into(),
+            baseline: js_base(&format!("jsrecv_{key}")),
+            goal: None,
+            target: "(reported)".into(),
+        });
+        metrics.push(Metric {
+            name: format!("stream Counter items, {proto}"),
+            unit: "items/s",
+            ours: get(&format!("stream_{key}")),
+            baseline_name: "-".into(),
+            baseline: None,
+            goal: None,
+            target: "(reported)".into(),
+        });
+    }
+    // MessagePack no slower than JSON (10 % allowed for the machine's noise).
+    for (what, key, lower_is_better) in [
+        ("invoke p50", "inv50", true),
+        ("send", "send", false),
+        ("receive", "recv", false),
+        ("stream", "stream", false),
+    ] {
+        metrics.push(Metric {
+            name: format!("MessagePack vs JSON: {what}"),
+            unit: if lower_is_better { "µs" } else { "msg/s" },
+            ours: get(&format!("{key}_mp")),
+            baseline_name: "ours, JSON".into(),
+            baseline: Some(get(&format!("{key}_json"))),
+            goal: Some(if lower_is_better {
+                Goal::AtMost(1.1)
+            } else {
+                Goal::AtLeast(0.9)
+            }),
+            target: if lower_is_better {
+                "≤ 1.1 × JSON"
+            } else {
+                "≥ 0.9 × JSON"
+            }
+            .into(),
+        });
+    }
+    metrics.push(Metric {
+        name: format!("memory per idle connection ({} open)", sizes.idle),
+        unit: "KiB",
+        ours: memory,
+        baseline_name: "-".into(),
+        baseline: None,
+        goal: Some(Goal::AtMost(16.0)),
+        target: "≤ 16 KiB".into(),
+    });
+    metrics.push(Metric {
+        name: "blackhole detected (keep-alive 1 s, timeout 2 s)".into(),
+        unit: "s",
+        ours: detect,
+        baseline_name: "-".into(),
+        baseline: None,
+        goal: Some(Goal::AtMost(3.0)),
+        target: "≤ 3 s".into(),
+    });
+    metrics.push(Metric {
+        name: "server accepting again → reconnected".into(),
+        unit: "ms",
+        ours: reconnect,
+        baseline_name: "-".into(),
+        baseline: None,
+        goal: Some(Goal::AtMost(50.0)),
+        target: "≤ 50 ms".into(),
+    });
+    report(&metrics);
+    if let Some(path) = json_path {
+        write_json(&path, &metrics);
+    }
+    drop(server);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--serve") {
+        serve();
+        return;
+    }
+    let sizes = if args.iter().any(|a| a == "--quick") {
+        QUICK
+    } else {
+        FULL
+    };
+    let json_path = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1).cloned());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(sizes, json_path));
+}
