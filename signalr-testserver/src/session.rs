@@ -8,7 +8,10 @@
 use std::{
     collections::{HashMap, VecDeque},
     panic::AssertUnwindSafe,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -123,6 +126,8 @@ struct Session {
     running: HashMap<String, Option<AbortHandle>>,
     /// Runs the connection's non-streaming hub methods one after the other (sequential mode).
     unary_worker: Option<(mpsc::UnboundedSender<UnaryJob>, AbortHandle)>,
+    /// Sequential hub methods queued on the worker or running there.
+    unary_outstanding: Arc<AtomicUsize>,
     uploads: HashMap<String, mpsc::Sender<HubResult<Payload>>>,
     /// Stateful reconnect's bookkeeping (signalr-protocol's `MessageBuffer`), when in use.
     stateful: Option<MessageBuffer>,
@@ -165,6 +170,7 @@ impl Session {
             next_call_id: 0,
             running: HashMap::new(),
             unary_worker: None,
+            unary_outstanding: Arc::new(AtomicUsize::new(0)),
             uploads: HashMap::new(),
             stateful: None,
             attached: true,
@@ -733,13 +739,16 @@ impl Session {
                     target,
                     id: task_id,
                 };
-                let Some(task) = self.start_unary(job, out) else {
-                    if let Some(id) = id {
-                        self.running.insert(id, None);
+                match self.start_unary(job, out) {
+                    Started::Task(task) => task,
+                    Started::Queued => {
+                        if let Some(id) = id {
+                            self.running.insert(id, None);
+                        }
+                        return Ok(());
                     }
-                    return Ok(());
-                };
-                task
+                    Started::Done(completion) => return self.finished_at_once(completion).await,
+                }
             }
             Some(Handler::Stream(f)) => tokio::spawn(
                 async move {
@@ -781,25 +790,58 @@ impl Session {
         Ok(())
     }
 
-    /// Starts a non-streaming hub method: queued on the connection's worker when invocations
-    /// are sequential (no task of its own: `None`), on a task of its own when concurrent.
-    fn start_unary(
-        &mut self,
-        job: UnaryJob,
-        out: mpsc::Sender<Command>,
-    ) -> Option<tokio::task::JoinHandle<()>> {
+    /// A hub method that finished when first polled: what it sent (queued as commands while
+    /// it ran) goes first, then its completion.
+    async fn finished_at_once(&mut self, completion: Option<Completion>) -> Result<(), Exit> {
+        while let Ok(command) = self.commands.try_recv() {
+            self.on_command(command).await?;
+        }
+        let Some(completion) = completion else {
+            return Ok(());
+        };
+        if self.control.is_empty() {
+            return self.write(&HubMessage::Completion(completion)).await;
+        }
+        // The method asked for a fault (Blackhole, AbortMe): its answer goes after the session
+        // has acted on it, as it would from the worker.
+        self.running.insert(completion.invocation_id.clone(), None);
+        let message = HubMessage::Completion(completion);
+        if let Err(e) = self.commands_tx.try_send(Command::Send(message)) {
+            if let Command::Send(message) = e.into_inner() {
+                self.write(&message).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a non-streaming hub method. Sequential (the default): run at once when nothing
+    /// is queued before it and it finishes without waiting (Echo, Add: the answer goes out
+    /// without a hop to another task), else queued on the connection's worker. Concurrent: a
+    /// task of its own.
+    fn start_unary(&mut self, mut job: UnaryJob, out: mpsc::Sender<Command>) -> Started {
         match self.config().invocations {
             crate::Invocations::Sequential => {
+                if self.unary_outstanding.load(Ordering::Acquire) == 0 {
+                    let polled = AssertUnwindSafe(&mut job.call)
+                        .catch_unwind()
+                        .now_or_never();
+                    if let Some(result) = polled {
+                        let result = result.unwrap_or_else(|_| Err(panicked(&job.target)));
+                        return Started::Done(job.id.map(|id| completion(id, result)));
+                    }
+                }
+                let outstanding = Arc::clone(&self.unary_outstanding);
                 let (worker, _) = self.unary_worker.get_or_insert_with(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
-                    let task = tokio::spawn(unary_worker(rx, out).in_current_span());
+                    let task = tokio::spawn(unary_worker(rx, out, outstanding).in_current_span());
                     (tx, task.abort_handle())
                 });
+                self.unary_outstanding.fetch_add(1, Ordering::AcqRel);
                 let _ = worker.send(job);
-                None
+                Started::Queued
             }
             crate::Invocations::Concurrent => {
-                Some(tokio::spawn(run_unary(job, out).in_current_span()))
+                Started::Task(tokio::spawn(run_unary(job, out).in_current_span()))
             }
         }
     }
@@ -1024,10 +1066,38 @@ struct UnaryJob {
     id: Option<String>,
 }
 
-/// Runs a connection's non-streaming hub methods one after the other, in arrival order.
-async fn unary_worker(mut jobs: mpsc::UnboundedReceiver<UnaryJob>, out: mpsc::Sender<Command>) {
+/// How a non-streaming hub method was started.
+enum Started {
+    /// On a task of its own (concurrent invocations).
+    Task(tokio::task::JoinHandle<()>),
+    /// Queued on the connection's worker.
+    Queued,
+    /// Already finished; the completion to send for a blocking call.
+    Done(Option<Completion>),
+}
+
+/// Runs a connection's non-streaming hub methods one after the other, in arrival order;
+/// `outstanding` counts those queued or running.
+async fn unary_worker(
+    mut jobs: mpsc::UnboundedReceiver<UnaryJob>,
+    out: mpsc::Sender<Command>,
+    outstanding: Arc<AtomicUsize>,
+) {
     while let Some(job) = jobs.recv().await {
         run_unary(job, out.clone()).await;
+        outstanding.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn panicked(target: &str) -> HubError {
+    HubError::new(format!("The hub method '{target}' panicked."))
+}
+
+fn completion(id: String, result: HubResult<Option<Payload>>) -> Completion {
+    match result {
+        Ok(Some(value)) => Completion::value(id, value),
+        Ok(None) => Completion::void(id),
+        Err(e) => Completion::error(id, e.message()),
     }
 }
 
@@ -1037,19 +1107,9 @@ async fn run_unary(job: UnaryJob, out: mpsc::Sender<Command>) {
     let result = AssertUnwindSafe(call)
         .catch_unwind()
         .await
-        .unwrap_or_else(|_| {
-            Err(HubError::new(format!(
-                "The hub method '{target}' panicked."
-            )))
-        });
+        .unwrap_or_else(|_| Err(panicked(&target)));
     if let Some(id) = id {
-        let completion = match result {
-            Ok(Some(value)) => Completion::value(id, value),
-            Ok(None) => Completion::void(id),
-            Err(e) => Completion::error(id, e.message()),
-        };
-        let _ = out
-            .send(Command::Send(HubMessage::Completion(completion)))
-            .await;
+        let message = HubMessage::Completion(completion(id, result));
+        let _ = out.send(Command::Send(message)).await;
     }
 }
