@@ -370,6 +370,56 @@ async fn raw_send(addr: std::net::SocketAddr, frame: &str, n: usize) -> f64 {
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// The same `invoke("Echo", 100 B)` round trips against the test server, hand-written over a
+/// raw tokio-tungstenite socket (skip negotiation, JSON): what the server and the socket cost
+/// without any client library. p50 and p99 in µs.
+async fn raw_invoke(url: &str, n: usize) -> (f64, f64) {
+    let ws_url = url.replacen("http://", "ws://", 1);
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_nodelay(true).unwrap();
+    }
+    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
+        .await
+        .unwrap();
+    let call = |id: usize| {
+        format!(
+            "{{\"type\":1,\"invocationId\":\"{id}\",\"target\":\"Echo\",\"arguments\":[\"{}\"]}}{RS}",
+            payload(),
+            RS = '\u{1e}'
+        )
+    };
+    for id in 0..200 {
+        ws.send(Message::text(call(id))).await.unwrap();
+        raw_completion(&mut ws, id).await;
+    }
+    let mut times = Vec::with_capacity(n);
+    for id in 200..200 + n {
+        let message = Message::text(call(id));
+        let t0 = Instant::now();
+        ws.send(message).await.unwrap();
+        raw_completion(&mut ws, id).await;
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    percentiles(&mut times)
+}
+
+/// Reads until the completion of `id` (past the handshake answer, welcome and pings).
+async fn raw_completion(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    id: usize,
+) {
+    let needle = format!("\"invocationId\":\"{id}\"");
+    loop {
+        let text = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        if text.as_str().contains(&needle) {
+            return;
+        }
+    }
+}
+
 /// Asks for `n` frames and reads them: frames per second.
 async fn raw_receive(addr: std::net::SocketAddr, n: usize) -> f64 {
     let mut ws = raw_client(addr).await;
@@ -576,6 +626,8 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
             let rate = match what.as_str() {
                 "send" => ours_send(&url, false, sizes.sends).await,
                 "receive" => ours_receive(&url, false, sizes.receives).await,
+                "receive-mp" => ours_receive(&url, true, sizes.receives).await,
+                "send-mp" => ours_send(&url, true, sizes.sends).await,
                 "memory" => idle_memory(&url, sizes.idle).await / 1024.0,
                 _ => ours_stream(&url, false, sizes.items).await,
             };
@@ -671,6 +723,9 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
             .or_default()
             .push(p99);
         }
+        let (p50, p99) = raw_invoke(&url, sizes.invokes).await;
+        s.entry("rawinv50").or_default().push(p50);
+        s.entry("rawinv99").or_default().push(p99);
         s.entry("raw_send")
             .or_default()
             .push(raw_send(raw_send_addr, &echo_frame, sizes.sends).await);
@@ -703,6 +758,17 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
                 target: "≤ 0.6 × JS".into(),
             });
         }
+    }
+    for (q, ours, raw) in [("p50", "inv50", "rawinv50"), ("p99", "inv99", "rawinv99")] {
+        metrics.push(Metric {
+            name: format!("invoke Echo 100 B {q}, WebSockets, JSON, vs raw"),
+            unit: "µs",
+            ours: get(&format!("{ours}_json")),
+            baseline_name: "raw WebSocket, same server".into(),
+            baseline: Some(get(raw)),
+            goal: None,
+            target: "(reported)".into(),
+        });
     }
     for (t, key) in [("SSE", "sse"), ("long polling", "lp")] {
         for (q, ours) in [("p50", "inv50"), ("p99", "inv99")] {
