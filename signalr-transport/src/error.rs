@@ -101,7 +101,8 @@ pub enum TransportError {
         /// The limit.
         after: std::time::Duration,
     },
-    /// A single received message or SSE line was larger than the configured maximum.
+    /// A single received message or SSE line (or SSE event, twice it) was larger than the
+    /// configured maximum.
     #[error("received data exceeds the maximum message size of {max} bytes")]
     MessageTooLarge {
         /// The maximum.

@@ -86,6 +86,13 @@ pub use sse::SseTransport;
 pub use tls::TlsOptions;
 pub use websocket::WebSocketTransport;
 
+/// Internals exposed for the fuzz targets and the corpus-replay tests. **Not part of the API**:
+/// hidden from the docs, no stability promise; it may change or go away in any release.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::sse::parse_events as sse_events;
+}
+
 /// Opens connections: what a client calls to get a started transport. [`connect`] with
 /// [`HttpOptions`] is the real one; [`memory::connector`] gives in-process ones for tests, and
 /// users can bring their own (another network stack, a proxy, a recorder).

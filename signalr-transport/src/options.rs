@@ -86,7 +86,7 @@ pub struct HttpOptions {
     /// the server's 90 s hold).
     pub poll_timeout: Duration,
     /// The largest message accepted from the server (1 MiB); bounds WebSocket messages and SSE
-    /// lines.
+    /// lines (SSE events to twice it).
     pub max_message_size: usize,
     /// WebSocket buffer sizes.
     pub websocket: WebSocketOptions,
