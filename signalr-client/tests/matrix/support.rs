@@ -325,10 +325,7 @@ pub(crate) async fn connected(
 ) -> (TestServer, Script, HubConnection, Peer) {
     let (server, mut script) = scripted(|_| {}).await;
     let conn = build(pair.builder(server.url())).build().unwrap();
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let peer = Peer::connected(&mut script, pair).await;
     within(start).await.unwrap().unwrap();
     (server, script, conn, peer)
@@ -405,4 +402,22 @@ pub(crate) fn json_response(status: &str, body: &str) -> String {
         "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
+}
+
+/// `body` as one MessagePack frame: its VarInt length, then the bytes (the protocol crate's
+/// framing, so that only the body is hand-made).
+pub(crate) fn binary_frame(body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(body.len() + 5);
+    signalr_client::protocol::framing::write_varint(u32::try_from(body.len()).unwrap(), &mut frame)
+        .unwrap();
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// Starts `conn` on a task of its own, so that the test can play the server meanwhile.
+pub(crate) fn spawn_start(
+    conn: &HubConnection,
+) -> tokio::task::JoinHandle<signalr_client::Result<()>> {
+    let conn = conn.clone();
+    tokio::spawn(async move { conn.start().await })
 }

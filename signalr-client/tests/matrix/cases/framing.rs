@@ -10,7 +10,8 @@ use signalr_testserver::proxy::{FaultProxy, Mode};
 use crate::{
     Case,
     support::{
-        ALL, BINARY, Events, Pair, Peer, call, connected, record, scripted, wait_len, within,
+        ALL, BINARY, Events, Pair, Peer, binary_frame, call, connected, record, scripted,
+        spawn_start, wait_len, within,
     },
 };
 
@@ -37,10 +38,7 @@ async fn records_split_at_every_byte_or_coalesced_arrive_in_order(pair: Pair) {
     proxy.set_mode(Mode::OneByteChunks);
     let conn = pair.builder(&proxy.url(server.url())).build().unwrap();
     let (_n, seen) = record(&conn, "n");
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let peer = Peer::connected(&mut script, pair).await;
     within(start).await.unwrap().unwrap();
     let split: Vec<u8> = (0..5)
@@ -135,9 +133,7 @@ async fn huge_messagepack_lengths_are_errors(pair: Pair) {
     // array32, map32, str32, bin32 and ext32 headers claiming 2^32 - 1 with one byte of data.
     for marker in [0xdd, 0xdf, 0xdb, 0xc6, 0xc9] {
         let body = [marker, 0xff, 0xff, 0xff, 0xff, 0x01];
-        let mut frame = vec![u8::try_from(body.len()).unwrap()];
-        frame.extend_from_slice(&body);
-        expect_protocol_error(pair, frame).await;
+        expect_protocol_error(pair, binary_frame(&body)).await;
     }
 }
 
@@ -148,9 +144,7 @@ async fn deep_nesting_is_an_error_not_a_crash(pair: Pair) {
         let mut body = vec![0x95, 0x01, 0x80, 0xc0, 0xa1, b'n', 0x91];
         body.extend(std::iter::repeat_n(0x91, DEPTH));
         body.push(0x90);
-        let mut frame = varint(body.len());
-        frame.extend_from_slice(&body);
-        frame
+        binary_frame(&body)
     } else {
         let mut text = b"{\"type\":1,\"target\":\"n\",\"arguments\":[".to_vec();
         text.extend(std::iter::repeat_n(b'[', DEPTH));
@@ -200,10 +194,7 @@ async fn deep_nesting_is_an_error_not_a_crash(pair: Pair) {
 async fn invalid_utf8_is_an_error(pair: Pair) {
     let bytes = if pair.messagepack {
         // [1, {}, nil, <str 2: ff fe>, []]
-        let body = vec![0x95, 0x01, 0x80, 0xc0, 0xa2, 0xff, 0xfe, 0x90];
-        let mut frame = varint(body.len());
-        frame.extend_from_slice(&body);
-        frame
+        binary_frame(&[0x95, 0x01, 0x80, 0xc0, 0xa2, 0xff, 0xfe, 0x90])
     } else {
         b"{\"type\":1,\"target\":\"\xff\xfe\",\"arguments\":[]}\x1e".to_vec()
     };
@@ -219,17 +210,4 @@ async fn invalid_utf8_is_an_error(pair: Pair) {
     );
     drop(peer);
     server.shutdown().await;
-}
-
-fn varint(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = u8::try_from(n & 0x7f).unwrap();
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }

@@ -12,7 +12,7 @@ use signalr_client::{
 
 use crate::{
     Case,
-    support::{ALL, Pair, Peer, describe, quick_retries, scripted, within},
+    support::{ALL, Pair, Peer, describe, quick_retries, scripted, spawn_start, within},
 };
 
 pub(crate) fn cases() -> Vec<Case> {
@@ -35,10 +35,7 @@ async fn a_garbage_handshake_response_fails_start_once(pair: Pair) {
         .with_automatic_reconnect_policy(quick_retries())
         .build()
         .unwrap();
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let peer = Peer::accept(&mut script, pair).await;
     peer.raw(&b"<html><body>502 Bad Gateway</body></html>\x1e"[..])
         .await;
@@ -58,10 +55,7 @@ async fn a_handshake_error_fails_start_with_its_text(pair: Pair) {
         .with_automatic_reconnect_policy(quick_retries())
         .build()
         .unwrap();
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let peer = Peer::accept(&mut script, pair).await;
     peer.raw(&b"{\"error\":\"Requested protocol 'messagepack' is not available.\"}\x1e"[..])
         .await;
@@ -85,10 +79,7 @@ async fn a_missing_handshake_response_times_out(pair: Pair) {
         .with_handshake_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let peer = Peer::accept(&mut script, pair).await;
     let err = within(start).await.unwrap().unwrap_err();
     assert!(
@@ -109,10 +100,7 @@ async fn a_split_or_coalesced_handshake_with_extra_fields_works(pair: Pair) {
         let s = Arc::clone(&s);
         async move { s.lock().unwrap().push(n) }
     });
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let peer = Peer::accept(&mut script, pair).await;
     // The response in two pieces, the second carrying the first message as well.
     peer.raw(&b"{\"minorVersion\":1,"[..]).await;

@@ -9,7 +9,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::{
     Case,
-    support::{ALL, Events, ONCE, Pair, Peer, describe, quick_retries, scripted, server, within},
+    support::{
+        ALL, Events, ONCE, Pair, Peer, binary_frame, describe, quick_retries, scripted, server,
+        spawn_start, within,
+    },
 };
 
 pub(crate) fn cases() -> Vec<Case> {
@@ -39,14 +42,8 @@ pub(crate) fn cases() -> Vec<Case> {
 async fn two_starts_at_once_connect_once(pair: Pair) {
     let (server, mut script) = scripted(|_| {}).await;
     let conn = pair.builder(server.url()).build().unwrap();
-    let first = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
-    let second = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let first = spawn_start(&conn);
+    let second = spawn_start(&conn);
     let peer = Peer::connected(&mut script, pair).await;
     let (a, b) = (within(first).await.unwrap(), within(second).await.unwrap());
     // One connects; the other is refused with a typed error (or waited for it).
@@ -70,10 +67,7 @@ async fn two_starts_at_once_connect_once(pair: Pair) {
 async fn stop_during_start_cancels_it(pair: Pair) {
     let (server, mut script) = scripted(|_| {}).await;
     let conn = pair.builder(server.url()).build().unwrap();
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let peer = Peer::accept(&mut script, pair).await; // the handshake is never answered
     within(conn.stop()).await.unwrap();
     let err = within(start).await.unwrap().unwrap_err();
@@ -144,10 +138,7 @@ async fn a_server_end_is_a_clean_close(pair: Pair) {
     let (server, mut script) = scripted(|_| {}).await;
     let conn = pair.builder(server.url()).build().unwrap();
     let events = Events::attach(&conn);
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let peer = Peer::connected(&mut script, pair).await;
     within(start).await.unwrap().unwrap();
     peer.conn.close().await; // 204 to the next poll, a close frame, the end of the stream
@@ -279,18 +270,7 @@ async fn the_server_survives_deep_messagepack_nesting(_: Pair) {
     ];
     body.extend(std::iter::repeat_n(0x91, 100_000));
     body.push(0x90);
-    let mut frame = Vec::new();
-    let mut n = body.len();
-    loop {
-        let byte = u8::try_from(n & 0x7f).unwrap();
-        n >>= 7;
-        if n == 0 {
-            frame.push(byte);
-            break;
-        }
-        frame.push(byte | 0x80);
-    }
-    frame.extend_from_slice(&body);
+    let frame = binary_frame(&body);
     ws.send(tokio_tungstenite::tungstenite::Message::binary(frame))
         .await
         .unwrap();

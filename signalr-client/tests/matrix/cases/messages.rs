@@ -11,8 +11,8 @@ use signalr_client::{
 use crate::{
     Case,
     support::{
-        ALL, Events, Pair, Peer, STREAMING, TEXT, call, connected, describe, record, wait_len,
-        within,
+        ALL, Events, Pair, Peer, STREAMING, TEXT, binary_frame, call, connected, describe, record,
+        wait_len, within,
     },
 };
 
@@ -102,11 +102,7 @@ async fn messages_with_missing_or_wrong_fields_close_the_connection(pair: Pair) 
             &[0xa3, b'a', b'b', b'c'],                   // not an array
         ]
         .iter()
-        .map(|body| {
-            let mut frame = vec![u8::try_from(body.len()).unwrap()];
-            frame.extend_from_slice(body);
-            frame
-        })
+        .map(|body| binary_frame(body))
         .collect()
     } else {
         [

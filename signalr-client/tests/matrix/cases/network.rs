@@ -12,7 +12,7 @@ use crate::{
     Case,
     support::{
         ALL, Events, Pair, Peer, STREAMING, WEBSOCKETS, call, describe, quick_retries, record,
-        scripted, server, short_timeouts, wait_len, within,
+        scripted, server, short_timeouts, spawn_start, wait_len, within,
     },
     wall,
 };
@@ -48,10 +48,7 @@ async fn a_server_that_dies_mid_call_fails_the_call_once(pair: Pair) {
         .build()
         .unwrap();
     let events = Events::attach(&conn);
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let mut peer = Peer::connected(&mut script, pair).await;
     within(start).await.unwrap().unwrap();
     let invoke = tokio::spawn({
@@ -101,10 +98,7 @@ async fn a_reset_mid_record_delivers_no_garbage(pair: Pair) {
         .unwrap();
     let events = Events::attach(&conn);
     let (_n, seen) = record(&conn, "n");
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let mut peer = Peer::connected(&mut script, pair).await;
     within(start).await.unwrap().unwrap();
     let invoke = tokio::spawn({

@@ -20,7 +20,7 @@ use crate::{
     Case,
     support::{
         ALL, Events, Pair, Peer, WEBSOCKETS, describe, quick_retries, record, scripted, server,
-        wait_len, within,
+        spawn_start, wait_len, within,
     },
 };
 
@@ -134,10 +134,7 @@ async fn scripted_stateful(
         .build()
         .unwrap();
     let events = Events::attach(&conn);
-    let start = tokio::spawn({
-        let conn = conn.clone();
-        async move { conn.start().await }
-    });
+    let start = spawn_start(&conn);
     let peer = Peer::connected(&mut script, pair).await;
     within(start).await.unwrap().unwrap();
     (server, conn, peer, events)
