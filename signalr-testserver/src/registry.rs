@@ -179,20 +179,7 @@ impl Shared {
                 control: control_tx,
             },
         );
-        if let Some(script) = &self.script {
-            let scripted = ScriptedConnection::new(
-                Arc::clone(self),
-                Arc::clone(&entry),
-                inbound_rx,
-                outbound_tx,
-                control_rx,
-                commands_rx,
-            );
-            // Nobody accepting any more: the connection ends as it is dropped.
-            let _ = script.send(scripted);
-            return entry;
-        }
-        session::spawn(session::Channels {
+        let channels = session::Channels {
             shared: Arc::clone(self),
             entry: Arc::clone(&entry),
             inbound: inbound_rx,
@@ -200,7 +187,12 @@ impl Shared {
             control: control_rx,
             commands: commands_rx,
             commands_tx,
-        });
+        };
+        match &self.script {
+            // Nobody accepting any more: the connection ends as it is dropped.
+            Some(script) => drop(script.send(ScriptedConnection::new(channels))),
+            None => session::spawn(channels),
+        }
         tracing::debug!(connection_id = %connection_id, negotiated, stateful, "connection created");
         entry
     }

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     registry::{ConnEntry, Outbound, Shared},
-    session::{Command, Control},
+    session::{Channels, Command, Control},
 };
 
 /// Where the server hands over each new connection when it is scripted.
@@ -79,21 +79,15 @@ impl fmt::Debug for ScriptedConnection {
 }
 
 impl ScriptedConnection {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        entry: Arc<ConnEntry>,
-        inbound: mpsc::Receiver<(u64, Bytes)>,
-        outbound: mpsc::Sender<Outbound>,
-        control: mpsc::UnboundedReceiver<Control>,
-        commands: mpsc::Receiver<Command>,
-    ) -> Self {
+    /// The test's side of a new connection: the channels a hub session would have used.
+    pub(crate) fn new(channels: Channels) -> Self {
         Self {
-            shared,
-            entry,
-            inbound,
-            outbound,
-            control,
-            _commands: commands,
+            shared: channels.shared,
+            entry: channels.entry,
+            inbound: channels.inbound,
+            outbound: channels.outbound,
+            control: channels.control,
+            _commands: channels.commands,
             ended: false,
         }
     }
