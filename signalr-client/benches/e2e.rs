@@ -642,96 +642,58 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
     let raw_send_addr = raw_server(echo_frame.clone()).await;
     let raw_recv_addr = raw_server(seq_frame).await;
 
-    let mut s = std::collections::BTreeMap::<&str, Samples>::new();
+    let mut s = std::collections::BTreeMap::<String, Samples>::new();
+    // One more sample of `key`.
+    let add = |s: &mut std::collections::BTreeMap<String, Samples>, key: String, v: f64| {
+        s.entry(key).or_default().push(v);
+    };
     for round in 1..=sizes.rounds {
         eprintln!("round {round} of {}", sizes.rounds);
         for messagepack in [false, true] {
             let tag = if messagepack { "mp" } else { "json" };
             let (p50, p99) =
                 ours_invoke(&url, TransportKind::WebSockets, messagepack, sizes.invokes).await;
-            s.entry(if messagepack {
-                "inv50_mp"
-            } else {
-                "inv50_json"
-            })
-            .or_default()
-            .push(p50);
-            s.entry(if messagepack {
-                "inv99_mp"
-            } else {
-                "inv99_json"
-            })
-            .or_default()
-            .push(p99);
+            add(&mut s, format!("inv50_{tag}"), p50);
+            add(&mut s, format!("inv99_{tag}"), p99);
             if js_ok {
                 let r = js(&url, messagepack, "invoke", sizes.invokes).await;
-                s.entry(if messagepack { "js50_mp" } else { "js50_json" })
-                    .or_default()
-                    .push(r["p50_us"].as_f64().unwrap());
-                s.entry(if messagepack { "js99_mp" } else { "js99_json" })
-                    .or_default()
-                    .push(r["p99_us"].as_f64().unwrap());
+                add(&mut s, format!("js50_{tag}"), r["p50_us"].as_f64().unwrap());
+                add(&mut s, format!("js99_{tag}"), r["p99_us"].as_f64().unwrap());
                 let r = js(&url, messagepack, "send", sizes.sends / 4).await;
-                s.entry(if messagepack {
-                    "jssend_mp"
-                } else {
-                    "jssend_json"
-                })
-                .or_default()
-                .push(r["per_sec"].as_f64().unwrap());
+                add(
+                    &mut s,
+                    format!("jssend_{tag}"),
+                    r["per_sec"].as_f64().unwrap(),
+                );
                 let r = js(&url, messagepack, "receive", sizes.receives / 4).await;
-                s.entry(if messagepack {
-                    "jsrecv_mp"
-                } else {
-                    "jsrecv_json"
-                })
-                .or_default()
-                .push(r["per_sec"].as_f64().unwrap());
+                add(
+                    &mut s,
+                    format!("jsrecv_{tag}"),
+                    r["per_sec"].as_f64().unwrap(),
+                );
             }
-            s.entry(if messagepack { "send_mp" } else { "send_json" })
-                .or_default()
-                .push(ours_send(&url, messagepack, sizes.sends).await);
-            s.entry(if messagepack { "recv_mp" } else { "recv_json" })
-                .or_default()
-                .push(ours_receive(&url, messagepack, sizes.receives).await);
-            s.entry(if messagepack {
-                "stream_mp"
-            } else {
-                "stream_json"
-            })
-            .or_default()
-            .push(ours_stream(&url, messagepack, sizes.items).await);
-            let _ = tag;
+            let rate = ours_send(&url, messagepack, sizes.sends).await;
+            add(&mut s, format!("send_{tag}"), rate);
+            let rate = ours_receive(&url, messagepack, sizes.receives).await;
+            add(&mut s, format!("recv_{tag}"), rate);
+            let rate = ours_stream(&url, messagepack, sizes.items).await;
+            add(&mut s, format!("stream_{tag}"), rate);
         }
         for (key, transport) in [
             ("sse", TransportKind::ServerSentEvents),
             ("lp", TransportKind::LongPolling),
         ] {
             let (p50, p99) = ours_invoke(&url, transport, false, sizes.invokes / 2).await;
-            s.entry(if key == "sse" {
-                "inv50_sse"
-            } else {
-                "inv50_lp"
-            })
-            .or_default()
-            .push(p50);
-            s.entry(if key == "sse" {
-                "inv99_sse"
-            } else {
-                "inv99_lp"
-            })
-            .or_default()
-            .push(p99);
+            add(&mut s, format!("inv50_{key}"), p50);
+            add(&mut s, format!("inv99_{key}"), p99);
         }
         let (p50, p99) = raw_invoke(&url, sizes.invokes).await;
-        s.entry("rawinv50").or_default().push(p50);
-        s.entry("rawinv99").or_default().push(p99);
-        s.entry("raw_send")
-            .or_default()
-            .push(raw_send(raw_send_addr, &echo_frame, sizes.sends).await);
-        s.entry("raw_recv")
-            .or_default()
-            .push(raw_receive(raw_recv_addr, sizes.receives).await);
+        add(&mut s, "rawinv50".into(), p50);
+        add(&mut s, "rawinv99".into(), p99);
+        let rate = raw_send(raw_send_addr, &echo_frame, sizes.sends).await;
+        add(&mut s, "raw_send".into(), rate);
+        let rate = raw_receive(raw_recv_addr, sizes.receives).await;
+        add(&mut s, "raw_recv".into(), rate);
     }
     eprintln!("idle connections, blackhole, reconnect");
     let mut memory = Samples::default();
