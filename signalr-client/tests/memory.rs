@@ -199,24 +199,20 @@ async fn hostile_floods_stay_within_the_message_size_plus_one_mib() {
             messagepack,
             |conn, mut peer| async move {
                 let stream = conn.stream::<String>("Items", ()).await.unwrap();
+                let mut decoder =
+                    signalr_client::protocol::MessageDecoder::new(protocol(messagepack));
                 let id = loop {
-                    let bytes = peer.recv().await.unwrap();
-                    let mut decoder =
-                        signalr_client::protocol::MessageDecoder::new(protocol(messagepack));
-                    decoder.push(&bytes);
+                    decoder.push(&peer.recv().await.unwrap());
                     if let Some(HubMessage::StreamInvocation(s)) = decoder.next_message().unwrap() {
                         break s.invocation_id;
                     }
                 };
                 let item = Payload::from_value(format, &"x".repeat(1000)).unwrap();
-                let items: Bytes = (0..256)
-                    .flat_map(|_| {
-                        frame(
-                            &*protocol(messagepack),
-                            &HubMessage::StreamItem(StreamItem::new(id.as_str(), item.clone())),
-                        )
-                    })
-                    .collect();
+                let one = frame(
+                    &*p,
+                    &HubMessage::StreamItem(StreamItem::new(id.as_str(), item)),
+                );
+                let items: Bytes = one.iter().copied().cycle().take(one.len() * 256).collect();
                 flood(&peer, &items, 1_000_000 / 256).await;
                 assert_eq!(
                     drained(&conn, &peer, messagepack).await,
