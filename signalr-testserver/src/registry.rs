@@ -204,6 +204,9 @@ impl Shared {
     /// Forgets a finished connection.
     pub(crate) fn remove(self: &Arc<Self>, entry: &ConnEntry) {
         if let Some(token) = &entry.token {
+            // Checked and acted on under the lock `stop_timers` takes: a timer started after
+            // the server stopped would outlive it by the disconnect timeout.
+            let mut lingering = lock(&self.lingering);
             let stopping = self.stopping.load(std::sync::atomic::Ordering::Acquire);
             if entry.transport() == Some(TransportKind::LongPolling) && !stopping {
                 // Polls that arrive after the end must read 204 (closed), not 404 (unknown), so
@@ -215,7 +218,6 @@ impl Shared {
                     tokio::time::sleep(linger).await;
                     lock(&shared.by_token).remove(&token);
                 });
-                let mut lingering = lock(&self.lingering);
                 lingering.retain(|t| !t.is_finished());
                 lingering.push(task.abort_handle());
             } else {
@@ -232,9 +234,10 @@ impl Shared {
 
     /// Stops the server's own timers (when the server stops).
     pub(crate) fn stop_timers(&self) {
+        let mut lingering = lock(&self.lingering);
         self.stopping
             .store(true, std::sync::atomic::Ordering::Release);
-        for task in lock(&self.lingering).drain(..) {
+        for task in lingering.drain(..) {
             task.abort();
         }
     }
