@@ -24,42 +24,57 @@ pub(crate) enum Outcome {
 pub(crate) type HandlerFn =
     Arc<dyn Fn(Arguments, PayloadFormat) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
+/// The handlers of one target, in registration order, with their ids.
+type HandlerList = Arc<Vec<(u64, HandlerFn)>>;
+
 /// Registered handlers by lower-cased target (the official clients match case-insensitively).
+///
+/// Each target's list is shared, copied on write: a server invocation takes a snapshot (one
+/// reference count) under the lock and runs the handlers after releasing it.
 #[derive(Default)]
 pub(crate) struct Handlers {
-    map: Mutex<HashMap<String, Vec<(u64, HandlerFn)>>>,
+    map: Mutex<HashMap<String, HandlerList>>,
     next: std::sync::atomic::AtomicU64,
+}
+
+/// `target` lower-cased; borrowed when it is ASCII with no upper-case letter already (no
+/// allocation per message for such names).
+fn key(target: &str) -> std::borrow::Cow<'_, str> {
+    if target
+        .bytes()
+        .any(|b| b.is_ascii_uppercase() || !b.is_ascii())
+    {
+        std::borrow::Cow::Owned(target.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(target)
+    }
 }
 
 impl Handlers {
     pub(crate) fn add(&self, target: &str, f: HandlerFn) -> u64 {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.lock()
-            .entry(target.to_lowercase())
-            .or_default()
-            .push((id, f));
+        let mut map = self.lock();
+        let list = map.entry(key(target).into_owned()).or_default();
+        Arc::make_mut(list).push((id, f));
         id
     }
 
     pub(crate) fn remove(&self, target: &str, id: u64) {
         let mut map = self.lock();
-        let key = target.to_lowercase();
-        if let Some(list) = map.get_mut(&key) {
-            list.retain(|(i, _)| *i != id);
+        let key = key(target);
+        if let Some(list) = map.get_mut(key.as_ref()) {
+            Arc::make_mut(list).retain(|(i, _)| *i != id);
             if list.is_empty() {
-                map.remove(&key);
+                map.remove(key.as_ref());
             }
         }
     }
 
-    fn get(&self, target: &str) -> Vec<HandlerFn> {
-        self.lock()
-            .get(&target.to_lowercase())
-            .map(|l| l.iter().map(|(_, f)| Arc::clone(f)).collect())
-            .unwrap_or_default()
+    fn get(&self, target: &str) -> Option<HandlerList> {
+        self.lock().get(key(target).as_ref()).cloned()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<(u64, HandlerFn)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HandlerList>> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -126,13 +141,13 @@ async fn handle(
     answers: &mpsc::UnboundedSender<Box<Completion>>,
 ) -> bool {
     {
-        let found = handlers.get(&d.target);
+        let found = handlers.get(&d.target).unwrap_or_default();
         if found.is_empty() {
             debug!(target = d.target, "no handler for a server invocation");
         }
         let mut values = Vec::new();
         let mut failure = None;
-        for f in found {
+        for (_, f) in found.iter() {
             let outcome = AssertUnwindSafe(f(d.arguments.clone(), format))
                 .catch_unwind()
                 .await
@@ -159,5 +174,20 @@ async fn handle(
             _ => Completion::error(id, "Client provided multiple results."),
         };
         answers.send(Box::new(completion)).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::key;
+
+    #[test]
+    fn keys_are_lower_case_and_borrowed_when_already_so() {
+        assert!(matches!(key("seq"), Cow::Borrowed("seq")));
+        assert_eq!(key("ReceiveMessage"), "receivemessage");
+        assert_eq!(key("ÄrgerNIS"), "ärgernis");
+        assert_eq!(key("ǅemal"), "ǆemal"); // title case: not upper case, still folded
     }
 }

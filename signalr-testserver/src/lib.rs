@@ -131,6 +131,13 @@ impl TestServer {
         let shared = Arc::new(Shared::new(config, hub, script));
         let app = http::router(Arc::clone(&shared));
         let (stop, stopped) = oneshot::channel::<()>();
+        // No Nagle: a small frame (a Completion, a Ping) must not wait for the ACK of the one
+        // before it, which the client may delay.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stopped.await;

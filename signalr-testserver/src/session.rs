@@ -938,6 +938,10 @@ impl Session {
     /// connection's format through JSON values.
     fn arguments(&self, args: &[Payload]) -> HubResult<Arguments> {
         let format = self.format();
+        if args.iter().all(|p| p.format() == format) {
+            // The usual case (a hub method of this connection): no conversion, no copy.
+            return Ok(Arguments::from_payloads(format, args)?);
+        }
         let converted: Vec<Payload> = args
             .iter()
             .map(|p| {
