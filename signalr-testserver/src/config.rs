@@ -1,6 +1,6 @@
 //! Server settings, with ASP.NET Core's defaults.
 
-use std::{fmt, time::Duration};
+use std::{collections::HashMap, fmt, time::Duration};
 
 use signalr_protocol::TransportKind;
 
@@ -32,6 +32,20 @@ pub struct ServerConfig {
     pub redirect: Option<Redirect>,
     /// Require this bearer token (header or `access_token` query parameter); 401 otherwise.
     pub required_token: Option<String>,
+    /// Bearer tokens and the user each stands for (none). When set, every request must carry
+    /// one of these tokens (header or `access_token` query parameter; 401 otherwise), a
+    /// connection belongs to the user who made it, and a request on it from another user (a
+    /// stateful resume above all, aspnetcore#67311) is refused with 403.
+    pub users: HashMap<String, String>,
+    /// The longest invocation or stream id accepted from a client (256 bytes); a longer one
+    /// closes the connection with an error. ASP.NET Core sets none; ids are server state here.
+    pub max_invocation_id_length: usize,
+    /// Stateful resumes of one connection: how many may come at once (200), and how many per
+    /// second are allowed after that (100). More are refused with 429, so that a storm of
+    /// reattaches cannot keep the server cutting sockets and replaying its buffer.
+    pub resume_burst: u32,
+    /// See [`ServerConfig::resume_burst`].
+    pub resumes_per_second: u32,
     /// Serve the `/admin/…` fault controls (off).
     pub admin: bool,
     /// How long a connection without a transport is kept: a long-polling client between polls,
@@ -94,6 +108,10 @@ impl Default for ServerConfig {
             negotiate_version: 1,
             redirect: None,
             required_token: None,
+            users: HashMap::new(),
+            max_invocation_id_length: 256,
+            resume_burst: 200,
+            resumes_per_second: 100,
             admin: false,
             disconnect_timeout: Duration::from_secs(15),
             poll_timeout: Duration::from_secs(90),
@@ -135,6 +153,13 @@ impl fmt::Debug for ServerConfig {
             .field("negotiate_version", &self.negotiate_version)
             .field("redirect", &self.redirect)
             .field("required_token", &redacted(self.required_token.as_ref()))
+            .field(
+                "users",
+                &format_args!("{} (tokens redacted)", self.users.len()),
+            )
+            .field("max_invocation_id_length", &self.max_invocation_id_length)
+            .field("resume_burst", &self.resume_burst)
+            .field("resumes_per_second", &self.resumes_per_second)
             .field("admin", &self.admin)
             .field("disconnect_timeout", &self.disconnect_timeout)
             .field("poll_timeout", &self.poll_timeout)

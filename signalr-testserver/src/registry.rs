@@ -58,6 +58,10 @@ pub(crate) struct ConnEntry {
     /// The last socket generation handed out (stateful resumes count up from 0).
     pub(crate) generations: std::sync::atomic::AtomicU64,
     pub(crate) poll: Mutex<PollState>,
+    /// The user who made the connection (`ServerConfig::users`), if users are configured.
+    pub(crate) user: Option<Arc<str>>,
+    /// Stateful resumes: a token bucket of (tokens, when last filled).
+    pub(crate) resumes: Mutex<(f64, tokio::time::Instant)>,
 }
 
 impl ConnEntry {
@@ -75,6 +79,22 @@ impl ConnEntry {
 
     pub(crate) fn transport(&self) -> Option<TransportKind> {
         *lock(&self.transport)
+    }
+
+    /// Takes one resume from the connection's budget (`burst` at most, refilled at `per_second`);
+    /// `false` when it is spent.
+    pub(crate) fn take_resume(&self, burst: u32, per_second: u32) -> bool {
+        let mut bucket = lock(&self.resumes);
+        let now = crate::now();
+        let refill = now.duration_since(bucket.1).as_secs_f64() * f64::from(per_second);
+        bucket.0 = (bucket.0 + refill).min(f64::from(burst));
+        bucket.1 = now;
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -141,6 +161,7 @@ impl Shared {
         negotiated: bool,
         token_is_id: bool,
         stateful: bool,
+        user: Option<Arc<str>>,
     ) -> Arc<ConnEntry> {
         let connection_id: Arc<str> = random_id(22).into();
         let token = negotiated.then(|| {
@@ -168,6 +189,8 @@ impl Shared {
                 active: false,
                 last_change: crate::now(),
             }),
+            user,
+            resumes: Mutex::new((f64::from(self.config.resume_burst), crate::now())),
         });
         if let Some(token) = token {
             lock(&self.by_token).insert(token, Arc::clone(&entry));

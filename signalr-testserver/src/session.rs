@@ -597,6 +597,7 @@ impl Session {
         if message.message_type().is_trackable() && !self.accept_incoming() {
             return Ok(());
         }
+        self.check_ids(&message)?;
         match message {
             HubMessage::Invocation(m) => {
                 self.dispatch(m.invocation_id, m.target, m.arguments, m.stream_ids, false)
@@ -647,6 +648,32 @@ impl Session {
             // Ping, and types added by later protocol versions.
             _ => Ok(()),
         }
+    }
+
+    /// Refuses an invocation or stream id longer than the configured limit: ids are keys of
+    /// this session's tables (calls running, streams coming in).
+    fn check_ids(&self, message: &HubMessage) -> Result<(), Exit> {
+        let (id, streams) = match message {
+            HubMessage::Invocation(m) => (m.invocation_id.as_deref(), m.stream_ids.as_slice()),
+            HubMessage::StreamInvocation(m) => {
+                (Some(m.invocation_id.as_str()), m.stream_ids.as_slice())
+            }
+            _ => return Ok(()),
+        };
+        let max = self.config().max_invocation_id_length;
+        let longest = id
+            .into_iter()
+            .chain(streams.iter().map(String::as_str))
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        if longest > max {
+            warn!(length = longest, max, "invocation id too long");
+            return Err(Exit::Error(format!(
+                "Connection closed with an error. An invocation or stream id is longer than {max} bytes."
+            )));
+        }
+        Ok(())
     }
 
     fn on_ack(&mut self, id: u64) -> Result<(), Exit> {

@@ -10,7 +10,7 @@ use axum::{
 use bytes::BytesMut;
 use signalr_protocol::TransportKind;
 
-use super::{lookup, offered, status};
+use super::{User, lookup, offered, status};
 use crate::registry::{ConnEntry, Outbound, Shared, lock};
 
 /// Marks a poll in progress for the disconnect timeout; cleared however the poll ends.
@@ -37,9 +37,10 @@ impl Drop for Polling {
 pub(super) async fn poll(
     shared: &Arc<Shared>,
     params: &HashMap<String, String>,
+    user: &User,
 ) -> Result<Response, Response> {
     offered(shared, TransportKind::LongPolling)?;
-    let entry = lookup(shared, params)?;
+    let entry = lookup(shared, params, user)?;
     if !entry.bind(TransportKind::LongPolling) {
         return Err(status(
             StatusCode::BAD_REQUEST,

@@ -44,32 +44,41 @@ fn status(code: StatusCode, text: &'static str) -> Response {
     (code, text).into_response()
 }
 
-/// `None` when the request may go on; otherwise the response that refuses it.
+/// Who made a request: the user its token stands for, when `ServerConfig::users` is set.
+type User = Option<Arc<str>>;
+
+/// The request's user when it may go on; otherwise the response that refuses it.
 fn gate(
     shared: &Shared,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-) -> Option<Response> {
+) -> Result<User, Response> {
     if shared.refusing() {
-        return Some(status(
+        return Err(status(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is refusing connections",
         ));
     }
-    let required = shared.config.required_token.as_deref()?;
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let query = params.get("access_token").map(String::as_str);
-    if bearer == Some(required) || query == Some(required) {
-        None
-    } else {
-        Some(status(
-            StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required",
-        ))
+    let unauthorized = || status(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+    if let Some(required) = shared.config.required_token.as_deref() {
+        if bearer != Some(required) && query != Some(required) {
+            return Err(unauthorized());
+        }
     }
+    let users = &shared.config.users;
+    if users.is_empty() {
+        return Ok(None);
+    }
+    bearer
+        .or(query)
+        .and_then(|token| users.get(token))
+        .map(|user| Some(Arc::from(user.as_str())))
+        .ok_or_else(unauthorized)
 }
 
 fn formats(kind: TransportKind) -> Vec<TransferFormat> {
@@ -84,9 +93,10 @@ async fn negotiate(
     headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
-    if let Some(refused) = gate(&shared, &headers, &params) {
-        return refused;
-    }
+    let user = match gate(&shared, &headers, &params) {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
     let config = &shared.config;
     let body = if let Some(redirect) = &config.redirect {
         NegotiateResponse::Redirect {
@@ -107,7 +117,7 @@ async fn negotiate(
                     && params
                         .get("useStatefulReconnect")
                         .is_some_and(|v| v == "true");
-                let entry = shared.create_connection(true, version == 0, stateful);
+                let entry = shared.create_connection(true, version == 0, stateful, user);
                 let mut c = NegotiatedConnection::new(
                     version,
                     entry.connection_id.to_string(),
@@ -127,14 +137,27 @@ async fn negotiate(
     ([(header::CONTENT_TYPE, "application/json")], body.to_json()).into_response()
 }
 
-/// The connection named by `id`, or the response that says why there is none.
-fn lookup(shared: &Shared, params: &HashMap<String, String>) -> Result<Arc<ConnEntry>, Response> {
+/// The connection named by `id`, or the response that says why there is none; 403 when it
+/// belongs to another user than `user`.
+fn lookup(
+    shared: &Shared,
+    params: &HashMap<String, String>,
+    user: &User,
+) -> Result<Arc<ConnEntry>, Response> {
     let id = params
         .get("id")
         .ok_or_else(|| status(StatusCode::BAD_REQUEST, "the connection id is missing"))?;
-    shared
+    let entry = shared
         .entry(id)
-        .ok_or_else(|| status(StatusCode::NOT_FOUND, "no connection with this id"))
+        .ok_or_else(|| status(StatusCode::NOT_FOUND, "no connection with this id"))?;
+    if entry.user != *user {
+        tracing::info!(connection_id = %entry.connection_id, "refused a request from another user");
+        return Err(status(
+            StatusCode::FORBIDDEN,
+            "the connection belongs to another user",
+        ));
+    }
+    Ok(entry)
 }
 
 fn offered(shared: &Shared, kind: TransportKind) -> Result<(), Response> {
@@ -155,9 +178,10 @@ async fn connect(
     request: Request,
 ) -> Response {
     let headers = request.headers();
-    if let Some(refused) = gate(&shared, headers, &params) {
-        return refused;
-    }
+    let user = match gate(&shared, headers, &params) {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
     let is_upgrade = headers
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
@@ -169,13 +193,13 @@ async fn connect(
     let result = if is_upgrade {
         let (mut parts, _body) = request.into_parts();
         match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(upgrade) => websocket::connect(&shared, &params, upgrade),
+            Ok(upgrade) => websocket::connect(&shared, &params, &user, upgrade),
             Err(rejection) => Err(rejection.into_response()),
         }
     } else if wants_sse {
-        sse::connect(&shared, &params)
+        sse::connect(&shared, &params, &user)
     } else {
-        long_polling::poll(&shared, &params).await
+        long_polling::poll(&shared, &params, &user).await
     };
     result.unwrap_or_else(|refused| refused)
 }
@@ -187,10 +211,11 @@ async fn send(
     Query(params): Params,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = gate(&shared, &headers, &params) {
-        return refused;
-    }
-    let entry = match lookup(&shared, &params) {
+    let user = match gate(&shared, &headers, &params) {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
+    let entry = match lookup(&shared, &params, &user) {
         Ok(e) => e,
         Err(r) => return r,
     };
@@ -208,8 +233,16 @@ async fn send(
 }
 
 /// `DELETE {hub}`: a long-polling client ends its connection.
-async fn delete(State(shared): State<Arc<Shared>>, Query(params): Params) -> Response {
-    let entry = match lookup(&shared, &params) {
+async fn delete(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> Response {
+    let user = match gate(&shared, &headers, &params) {
+        Ok(user) => user,
+        Err(refused) => return refused,
+    };
+    let entry = match lookup(&shared, &params, &user) {
         Ok(e) => e,
         Err(r) => return r,
     };

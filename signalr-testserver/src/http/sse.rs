@@ -13,7 +13,7 @@ use futures_util::{StreamExt as _, stream};
 use signalr_protocol::TransportKind;
 use tokio::sync::{OwnedMutexGuard, mpsc};
 
-use super::{lookup, offered, status};
+use super::{User, lookup, offered, status};
 use crate::{
     registry::{ConnEntry, Outbound, Shared},
     session::Control,
@@ -48,9 +48,10 @@ fn event(frame: &[u8]) -> Bytes {
 pub(super) fn connect(
     shared: &Arc<Shared>,
     params: &HashMap<String, String>,
+    user: &User,
 ) -> Result<Response, Response> {
     offered(shared, TransportKind::ServerSentEvents)?;
-    let entry = lookup(shared, params)?;
+    let entry = lookup(shared, params, user)?;
     if !entry.bind(TransportKind::ServerSentEvents) {
         return Err(status(
             StatusCode::BAD_REQUEST,

@@ -14,7 +14,7 @@ use signalr_protocol::TransportKind;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument as _, debug, info_span};
 
-use super::{lookup, offered, status};
+use super::{User, lookup, offered, status};
 use crate::{
     registry::{ConnEntry, Outbound, Shared},
     session::Control,
@@ -29,6 +29,7 @@ const READ_BUFFER: usize = 16 * 1024;
 pub(super) fn connect(
     shared: &Arc<Shared>,
     params: &HashMap<String, String>,
+    user: &User,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Response> {
     offered(shared, TransportKind::WebSockets)?;
@@ -39,7 +40,7 @@ pub(super) fn connect(
         ));
     }
     let (entry, resume) = if params.contains_key("id") {
-        let entry = lookup(shared, params)?;
+        let entry = lookup(shared, params, user)?;
         let resume = entry.transport() == Some(TransportKind::WebSockets);
         if !entry.bind(TransportKind::WebSockets) {
             return Err(status(
@@ -53,10 +54,18 @@ pub(super) fn connect(
                 "the connection already has a WebSocket",
             ));
         }
+        let config = &shared.config;
+        if resume && !entry.take_resume(config.resume_burst, config.resumes_per_second) {
+            debug!(connection_id = %entry.connection_id, "resume refused: too many");
+            return Err(status(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many resumes of this connection",
+            ));
+        }
         (entry, resume)
     } else {
         // Skip negotiation: the connection is created by the upgrade itself.
-        let entry = shared.create_connection(false, false, false);
+        let entry = shared.create_connection(false, false, false, user.clone());
         entry.bind(TransportKind::WebSockets);
         (entry, false)
     };

@@ -18,6 +18,7 @@ mod lifecycle;
 mod messages;
 mod negotiate;
 mod network;
+mod refusals;
 mod stateful;
 
 pub(crate) fn all() -> Vec<crate::Case> {
@@ -29,5 +30,6 @@ pub(crate) fn all() -> Vec<crate::Case> {
     all.extend(negotiate::cases());
     all.extend(stateful::cases());
     all.extend(lifecycle::cases());
+    all.extend(refusals::cases());
     all
 }
