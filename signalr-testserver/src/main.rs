@@ -67,6 +67,28 @@ struct Args {
     /// Offer WebSockets in negotiate but refuse every upgrade with 503 (tests client fallback).
     #[arg(long)]
     refuse_websockets: bool,
+    /// A user, as TOKEN=NAME (repeat for more). With any, every request needs one of these
+    /// bearer tokens (401), and a request on another user's connection is refused (403).
+    #[arg(long = "user", value_name = "TOKEN=NAME", value_parser = user)]
+    users: Vec<(String, String)>,
+    /// The longest invocation or stream id accepted, in bytes.
+    #[arg(long, default_value_t = 256)]
+    max_invocation_id_length: usize,
+    /// Stateful resumes of one connection allowed at once; more get 429.
+    #[arg(long, default_value_t = 200)]
+    resume_burst: u32,
+    /// Stateful resumes of one connection allowed per second after the burst.
+    #[arg(long, default_value_t = 100)]
+    resumes_per_second: u32,
+}
+
+fn user(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((token, name)) if !token.is_empty() && !name.is_empty() => {
+            Ok((token.to_owned(), name.to_owned()))
+        }
+        _ => Err("expected TOKEN=NAME".into()),
+    }
 }
 
 fn transport(name: &str) -> Result<TransportKind, String> {
@@ -110,6 +132,10 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     config.disconnect_timeout = ms(args.disconnect_timeout_ms);
     config.poll_timeout = ms(args.poll_timeout_ms);
     config.refuse_websockets = args.refuse_websockets;
+    config.users = args.users.iter().cloned().collect();
+    config.max_invocation_id_length = args.max_invocation_id_length;
+    config.resume_burst = args.resume_burst;
+    config.resumes_per_second = args.resumes_per_second;
     Ok(config)
 }
 

@@ -137,3 +137,25 @@ fn bad_flags_fail_with_a_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown transport"));
 }
+
+#[tokio::test]
+async fn users_flags_reach_the_server() {
+    let server = start(&["--user", "a-token=alice", "--user", "b-token=bob"]);
+    assert_eq!(negotiate(&server.url, "negotiateVersion=1").await.0, 401);
+    assert_eq!(
+        negotiate(&server.url, "negotiateVersion=1&access_token=nobody")
+            .await
+            .0,
+        401
+    );
+    for token in ["a-token", "b-token"] {
+        let query = format!("negotiateVersion=1&access_token={token}");
+        assert_eq!(negotiate(&server.url, &query).await.0, 200);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_signalr-testserver"))
+        .args(["--user", "no-equals-sign"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOKEN=NAME"));
+}
