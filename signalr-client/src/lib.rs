@@ -56,6 +56,7 @@ mod connection;
 mod driver;
 mod error;
 mod handlers;
+mod outgoing;
 mod rt;
 mod stream;
 mod upload;

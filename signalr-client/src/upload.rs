@@ -5,9 +5,12 @@ use std::fmt;
 use futures_util::{StreamExt as _, stream::BoxStream};
 use serde::Serialize;
 use signalr_protocol::{Payload, PayloadFormat};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::{HubConnectionState, driver::Command};
+use crate::{
+    HubConnectionState,
+    driver::{Command, Commands},
+};
 
 /// A stream passed as an argument: its items go to the server as the call runs, then its end
 /// (or its error). Build one with [`Upload::new`] or [`Upload::fallible`] and pass it to
@@ -73,7 +76,7 @@ impl Upload {
         mut self,
         id: String,
         format: PayloadFormat,
-        commands: mpsc::Sender<Box<Command>>,
+        commands: Commands,
         mut state: watch::Receiver<HubConnectionState>,
     ) {
         while let Some(item) = self.items.next().await {

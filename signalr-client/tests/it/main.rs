@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod direct;
 mod faults;
 mod reconnect;
 mod stateful;
