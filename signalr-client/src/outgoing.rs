@@ -17,7 +17,7 @@ use std::{
 use bytes::BytesMut;
 use signalr_protocol::ProtocolError;
 use signalr_transport::TransportSender;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::{
     error::{HubError, Result},
@@ -28,8 +28,9 @@ use crate::{
 pub(crate) struct Outgoing {
     sender: Arc<dyn TransportSender>,
     state: Mutex<State>,
-    /// How far the writes have got; every waiting caller watches it.
-    written: watch::Sender<Written>,
+    /// Woken whenever a write ends or the lead is given up; waiting callers re-check `state`.
+    /// (One `Notify`: a `watch` would keep eight of them per connection.)
+    changed: Notify,
     /// A write that takes longer fails (the server timeout: a blackholed socket).
     write_timeout: Duration,
 }
@@ -41,17 +42,14 @@ struct State {
     leading: bool,
     /// Writes started so far: bytes added now go out with write number `started + 1`.
     started: u64,
+    /// Writes finished (the highest number).
+    done: u64,
+    /// The first write that failed; it and every later one failed.
+    failed_from: Option<u64>,
     /// Set when a write failed: this path is over; the driver finds the loss on its own.
     broken: Option<Arc<HubError>>,
     /// When the last write finished, for the keep-alive.
     last_sent: Option<Instant>,
-}
-
-/// Writes finished (`done`), and the first that failed.
-#[derive(Clone, Copy, Default)]
-struct Written {
-    done: u64,
-    failed_from: Option<u64>,
 }
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -64,12 +62,12 @@ struct Lead<'a>(&'a Outgoing);
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let started = {
+        {
             let mut state = lock(&self.0.state);
             state.leading = false;
-            state.started
-        };
-        self.0.written.send_modify(|w| w.done = w.done.max(started));
+            state.done = state.done.max(state.started);
+        }
+        self.0.changed.notify_waiters();
     }
 }
 
@@ -81,10 +79,12 @@ impl Outgoing {
                 buf: BytesMut::new(),
                 leading: false,
                 started: 0,
+                done: 0,
+                failed_from: None,
                 broken: None,
                 last_sent: None,
             }),
-            written: watch::Sender::new(Written::default()),
+            changed: Notify::new(),
             write_timeout,
         }
     }
@@ -130,10 +130,10 @@ impl Outgoing {
                 let mut state = lock(&self.state);
                 if state.buf.is_empty() || state.broken.is_some() {
                     state.leading = false;
-                    let started = state.started;
+                    state.done = state.done.max(state.started);
                     drop(state);
                     // Wake the waiters: done, or broken, or theirs to take over.
-                    self.written.send_modify(|w| w.done = w.done.max(started));
+                    self.changed.notify_waiters();
                     return;
                 }
                 state.started += 1;
@@ -145,40 +145,39 @@ impl Outgoing {
                     Ok(Err(e)) => Some(HubError::Transport(e)),
                     Err(_) => Some(HubError::ServerTimeout),
                 };
-            let failed = failure.is_some();
             {
                 let mut state = lock(&self.state);
+                state.done = state.done.max(number);
                 match failure {
-                    Some(e) => state.broken = Some(Arc::new(e)),
+                    Some(e) => {
+                        state.broken = Some(Arc::new(e));
+                        state.failed_from.get_or_insert(number);
+                    }
                     None => state.last_sent = Some(rt::now()),
                 }
             }
-            self.written.send_modify(|w| {
-                w.done = w.done.max(number);
-                if failed {
-                    w.failed_from.get_or_insert(number);
-                }
-            });
+            self.changed.notify_waiters();
         }
     }
 
     /// Waits for write number `target`: its outcome. Leads when nobody does and it is not
     /// written yet (a leader was dropped).
     async fn wait(&self, target: u64) -> Result<()> {
-        let mut written = self.written.subscribe();
         loop {
-            let w = *written.borrow_and_update();
-            if w.done >= target {
-                return match w.failed_from {
-                    Some(first) if target >= first => Err(self.failure()),
-                    _ => Ok(()),
-                };
-            }
+            // Registered before looking, so that no wake-up between the two is lost.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let take_over = {
                 let mut state = lock(&self.state);
+                if state.done >= target {
+                    return match state.failed_from {
+                        Some(first) if target >= first => Err(failure(&state)),
+                        _ => Ok(()),
+                    };
+                }
                 if state.broken.is_some() {
-                    drop(state);
-                    return Err(self.failure());
+                    return Err(failure(&state));
                 }
                 let take_over = !state.leading;
                 state.leading = true;
@@ -190,16 +189,19 @@ impl Outgoing {
                 std::mem::forget(guard);
                 continue;
             }
-            if written.changed().await.is_err() {
-                return Err(self.failure());
-            }
+            changed.await;
         }
     }
+}
 
-    fn failure(&self) -> HubError {
-        let broken = lock(&self.state).broken.clone();
-        HubError::ConnectionLost(broken.unwrap_or_else(|| Arc::new(HubError::ConnectionClosed)))
-    }
+/// What a caller whose write failed gets.
+fn failure(state: &State) -> HubError {
+    HubError::ConnectionLost(
+        state
+            .broken
+            .clone()
+            .unwrap_or_else(|| Arc::new(HubError::ConnectionClosed)),
+    )
 }
 
 impl std::fmt::Debug for Outgoing {
