@@ -5,22 +5,21 @@ use std::{
     marker::PhantomData,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
 };
 
 use futures_util::FutureExt as _;
 use serde::{Serialize, de::DeserializeOwned};
-use signalr_protocol::{Arguments, HubMessage, HubProtocol, Invocation, Payload, PayloadFormat};
+use signalr_protocol::{Arguments, HubProtocol, Payload, PayloadFormat};
 use signalr_reconnect::{KeepAliveConfig, RetryPolicy};
 use signalr_transport::HttpOptions;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    driver::{self, Command, Commands, Driver},
+    driver::{self, Command, Driver},
     error::{HubError, Result},
     handlers::{HandlerFn, Handlers, Outcome, Subscription},
-    outgoing::Outgoing,
     stream::HubStream,
     upload::Upload,
 };
@@ -72,10 +71,6 @@ pub(crate) struct Shared {
     on_close: Mutex<Vec<ErrorCallback>>,
     /// The tasks running handlers, one per session; cancelled when the connection closes.
     handler_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
-    /// The writer of direct sends, while the session allows them (see `outgoing`).
-    outgoing: Mutex<Option<Arc<Outgoing>>>,
-    /// Commands queued for the driver and not finished with yet.
-    unfinished: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -100,25 +95,6 @@ impl Shared {
         for task in lock(&self.handler_tasks).drain(..) {
             task.abort();
         }
-    }
-
-    pub(crate) fn set_outgoing(&self, outgoing: Option<Arc<Outgoing>>) {
-        *lock(&self.outgoing) = outgoing;
-    }
-
-    /// The writer for a direct send: only while the session allows them and no command is
-    /// still waiting for the driver (a direct send must not overtake it).
-    fn direct(&self) -> Option<Arc<Outgoing>> {
-        let outgoing = lock(&self.outgoing).clone()?;
-        (self.unfinished.load(Ordering::Acquire) == 0).then_some(outgoing)
-    }
-
-    pub(crate) fn command_queued(&self) {
-        self.unfinished.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub(crate) fn commands_finished(&self, n: usize) {
-        self.unfinished.fetch_sub(n, Ordering::AcqRel);
     }
 
     pub(crate) fn set_connection_id(&self, id: Option<String>) {
@@ -150,7 +126,7 @@ impl Shared {
 struct Inner {
     config: Arc<Config>,
     shared: Arc<Shared>,
-    commands: Mutex<Option<Commands>>,
+    commands: Mutex<Option<mpsc::Sender<Box<Command>>>>,
     next_id: AtomicU64,
 }
 
@@ -181,8 +157,6 @@ impl HubConnection {
             on_reconnected: Mutex::default(),
             on_close: Mutex::default(),
             handler_tasks: Mutex::default(),
-            outgoing: Mutex::default(),
-            unfinished: AtomicUsize::new(0),
         });
         Self {
             inner: Arc::new(Inner {
@@ -216,7 +190,7 @@ impl HubConnection {
                 rx,
             );
             tokio::spawn(driver.run(started_tx));
-            *commands = Some(Commands::new(tx, Arc::clone(&self.inner.shared)));
+            *commands = Some(tx);
             started_rx
         };
         match started.await {
@@ -263,7 +237,7 @@ impl HubConnection {
         self.inner.config.protocol.payload_format()
     }
 
-    fn sender(&self) -> Result<Commands> {
+    fn sender(&self) -> Result<mpsc::Sender<Box<Command>>> {
         lock(&self.inner.commands)
             .clone()
             .ok_or(HubError::NotConnected {
@@ -346,25 +320,11 @@ impl HubConnection {
 
     /// Calls `method` without waiting for (or getting) a result: fire and forget. Returns once
     /// the message was written to the transport.
-    ///
-    /// Order: sends made one after another arrive in that order. Sends made at once (futures
-    /// polled together, as by `join_all`) arrive in the order they were first polled, as long
-    /// as they fit the command queue (1,024 calls): past it, callers wait for room and may go
-    /// out in any order. On WebSockets without stateful reconnect, a send with no earlier call
-    /// still queued is encoded and written from the caller's own task, joined with the other
-    /// sends made meanwhile into one write (no hand-over to the connection's task).
     pub async fn send(&self, method: &str, args: impl Serialize) -> Result<()> {
-        let arguments = self.arguments(&args)?;
-        if let Some(direct) = self.inner.shared.direct() {
-            // Connected on a WebSocket, nothing queued before it: written from this task.
-            let message = HubMessage::Invocation(Invocation::non_blocking(method, arguments));
-            let protocol = &self.inner.config.protocol;
-            return direct.send(|buf| protocol.encode(&message, buf)).await;
-        }
         let (reply, sent) = oneshot::channel();
         self.command(Command::Send {
             target: method.to_owned(),
-            arguments,
+            arguments: self.arguments(&args)?,
             reply,
         })
         .await?;

@@ -28,7 +28,6 @@ use crate::{
     connection::{Config, Shared},
     error::{HubError, Result},
     handlers::{self, Dispatch},
-    outgoing::Outgoing,
     rt,
 };
 
@@ -69,51 +68,6 @@ pub(crate) enum Command {
     Stop {
         reply: oneshot::Sender<()>,
     },
-}
-
-/// The handles' end of the command channel. It counts the commands the driver has not
-/// finished with (written, held or refused), so that a direct send (see `outgoing`) never
-/// overtakes one.
-#[derive(Clone)]
-pub(crate) struct Commands {
-    tx: mpsc::Sender<Box<Command>>,
-    shared: Arc<Shared>,
-}
-
-impl Commands {
-    pub(crate) fn new(tx: mpsc::Sender<Box<Command>>, shared: Arc<Shared>) -> Self {
-        Self { tx, shared }
-    }
-
-    pub(crate) async fn send(
-        &self,
-        command: Box<Command>,
-    ) -> std::result::Result<(), mpsc::error::SendError<Box<Command>>> {
-        self.shared.command_queued();
-        // Queued at once when there is room: calls made in one burst (a `join_all`) keep the
-        // order they were polled in, which an await (and tokio's task budget) could change.
-        let sent = match self.tx.try_send(command) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(command)) => self.tx.send(command).await,
-            Err(mpsc::error::TrySendError::Closed(command)) => Err(mpsc::error::SendError(command)),
-        };
-        if sent.is_err() {
-            self.shared.commands_finished(1);
-        }
-        sent
-    }
-
-    pub(crate) fn try_send(
-        &self,
-        command: Box<Command>,
-    ) -> std::result::Result<(), mpsc::error::TrySendError<Box<Command>>> {
-        self.shared.command_queued();
-        let sent = self.tx.try_send(command);
-        if sent.is_err() {
-            self.shared.commands_finished(1);
-        }
-        sent
-    }
 }
 
 /// A call waiting for the server.
@@ -162,8 +116,6 @@ struct Session {
     stateful: Option<(MessageBuffer, Negotiated)>,
     /// When the next Ack is due (about a second after the first unacknowledged message).
     ack_due: Option<Instant>,
-    /// The writer of direct sends, while they are allowed.
-    direct: Option<Arc<Outgoing>>,
 }
 
 /// Why a connected session ended.
@@ -265,7 +217,6 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
         answers,
         stateful,
         ack_due: None,
-        direct: None,
     })
 }
 
@@ -282,13 +233,6 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // However the driver ends (stopped, closed, dropped), no handler outlives it.
         self.shared.cancel_handlers();
-        // Nor does a call it never took: answered, and no longer counted as waiting.
-        self.shared.set_outgoing(None);
-        self.commands.close();
-        while let Ok(command) = self.commands.try_recv() {
-            self.shared.commands_finished(1);
-            refuse(*command, || HubError::Stopped);
-        }
     }
 }
 
@@ -305,20 +249,6 @@ impl Driver {
             pending: HashMap::new(),
             outbox: VecDeque::new(),
         }
-    }
-
-    /// A command taken from the channel outside the serve loop (held, refused or a stop): the
-    /// handles may stop waiting for it.
-    fn counted(&self, command: Option<Box<Command>>) -> Option<Command> {
-        if command.is_some() {
-            self.finished(1);
-        }
-        command.map(|c| *c)
-    }
-
-    /// `n` commands taken from the channel are handled (written, held or refused).
-    fn finished(&self, n: usize) {
-        self.shared.commands_finished(n);
     }
 
     /// Connects (reporting the outcome on `started`), then serves until stopped or given up.
@@ -342,9 +272,6 @@ impl Driver {
         let _ = started.send(Ok(()));
         loop {
             let exit = self.serve(&mut session).await;
-            // Direct sends end with the session that carried them.
-            self.shared.set_outgoing(None);
-            session.direct = None;
             match exit {
                 Exit::Stopped(replies) => {
                     self.close_session(&mut session).await;
@@ -461,7 +388,7 @@ impl Driver {
         loop {
             tokio::select! {
                 () = sleep_until(wake) => return Ok(()),
-                command = self.commands.recv() => match self.counted(command) {
+                command = self.commands.recv() => match command.map(|c| *c) {
                     Some(Command::Stop { reply }) => return Err(Exit::Stopped(vec![reply])),
                     Some(other) => self.hold(other, state),
                     None => return Err(Exit::Abandoned),
@@ -518,7 +445,7 @@ impl Driver {
             let result = loop {
                 tokio::select! {
                     result = &mut attempt => break result,
-                    command = self.commands.recv() => match self.counted(command) {
+                    command = self.commands.recv() => match command.map(|c| *c) {
                         Some(Command::Stop { reply }) => return Err(Some(Exit::Stopped(vec![reply]))),
                         // Held in the outbox; sent after the replay.
                         Some(other) => self.hold(other, HubConnectionState::Reconnecting),
@@ -593,7 +520,6 @@ impl Driver {
         // Calls still queued get the same answer, rather than a dropped reply.
         self.commands.close();
         while let Ok(command) = self.commands.try_recv() {
-            self.finished(1);
             refuse(*command, || failure(&pending_error));
         }
         self.shared.set_connection_id(None);
@@ -676,7 +602,7 @@ impl Driver {
         loop {
             tokio::select! {
                 result = &mut attempt => return result.map_err(Exit::Lost),
-                command = self.commands.recv() => match self.counted(command) {
+                command = self.commands.recv() => match command.map(|c| *c) {
                     Some(Command::Stop { reply }) => return Err(Exit::Stopped(vec![reply])),
                     Some(other) => self.hold(other, state),
                     None => return Err(Exit::Abandoned),
@@ -735,15 +661,6 @@ impl Driver {
                 return exit;
             }
         }
-        // Only now, behind the outbox, may sends go out directly; never with stateful
-        // reconnect, whose replay buffer records every message in the order sent.
-        if session.stateful.is_none() {
-            if let Some(sender) = session.transport.sender() {
-                let direct = Arc::new(Outgoing::new(sender, self.config.keep_alive.server_timeout));
-                session.direct = Some(Arc::clone(&direct));
-                self.shared.set_outgoing(Some(direct));
-            }
-        }
         loop {
             let wake = [
                 session.keep_alive.poll_timeout().map(to_instant),
@@ -792,9 +709,6 @@ impl Driver {
                             }
                         }
                     }
-                    if let Some(at) = session.direct.as_ref().and_then(|d| d.last_sent()) {
-                        session.keep_alive.on_message_sent(at);
-                    }
                     match session.keep_alive.handle_timeout(rt::now()) {
                         Some(KeepAliveEvent::SendPing) => {
                             if let Err(e) = self.write(session, &[HubMessage::Ping]).await {
@@ -832,10 +746,7 @@ impl Driver {
                 Err(_) => break,
             }
         }
-        let handled = batch.len();
-        let result = self.on_batch(session, batch).await;
-        self.finished(handled);
-        result
+        self.on_batch(session, batch).await
     }
 
     /// Handles `commands` in order and writes all their messages in one send.

@@ -28,10 +28,7 @@
 //! # Behaviour
 //!
 //! - One driver task per started connection owns the transport and the protocol state; handles
-//!   are cheap clones that talk to it over channels, and dropping the last one stops it. The
-//!   exception is `send` on WebSockets without stateful reconnect: with no earlier call still
-//!   queued, it writes from the caller's task, joined with the other sends made meanwhile into
-//!   one WebSocket message (a hand-over between tasks costs more than the write).
+//!   are cheap clones that talk to it over channels, and dropping the last one stops it.
 //! - Keep-alive: a Ping after 15 s without sending; the connection is lost after 30 s without
 //!   receiving anything, so a half-open link is found (not on long polling, whose poll cycle
 //!   does this). Both are configurable.
@@ -59,7 +56,6 @@ mod connection;
 mod driver;
 mod error;
 mod handlers;
-mod outgoing;
 mod rt;
 mod stream;
 mod upload;

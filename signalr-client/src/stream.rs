@@ -12,7 +12,7 @@ use signalr_protocol::Payload;
 use tokio::sync::mpsc;
 
 use crate::{
-    driver::{Command, Commands},
+    driver::Command,
     error::{HubError, Result},
 };
 
@@ -22,7 +22,7 @@ use crate::{
 pub struct HubStream<T> {
     pub(crate) id: String,
     pub(crate) items: mpsc::Receiver<Result<Payload>>,
-    pub(crate) commands: Commands,
+    pub(crate) commands: mpsc::Sender<Box<Command>>,
     pub(crate) done: bool,
     pub(crate) _type: PhantomData<fn() -> T>,
 }

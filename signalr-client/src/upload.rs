@@ -5,12 +5,9 @@ use std::fmt;
 use futures_util::{StreamExt as _, stream::BoxStream};
 use serde::Serialize;
 use signalr_protocol::{Payload, PayloadFormat};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::{
-    HubConnectionState,
-    driver::{Command, Commands},
-};
+use crate::{HubConnectionState, driver::Command};
 
 /// A stream passed as an argument: its items go to the server as the call runs, then its end
 /// (or its error). Build one with [`Upload::new`] or [`Upload::fallible`] and pass it to
@@ -76,7 +73,7 @@ impl Upload {
         mut self,
         id: String,
         format: PayloadFormat,
-        commands: Commands,
+        commands: mpsc::Sender<Box<Command>>,
         mut state: watch::Receiver<HubConnectionState>,
     ) {
         while let Some(item) = self.items.next().await {

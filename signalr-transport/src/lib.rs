@@ -125,20 +125,4 @@ pub trait Transport: Send + std::fmt::Debug {
     /// Closes the transport (WebSocket close 1000, long-polling `DELETE`, dropping the event
     /// stream).
     async fn close(&mut self) -> Result<(), TransportError>;
-
-    /// A sender that other tasks may use while this transport's owner receives, for a
-    /// transport that can take writes from several places at once (WebSockets). `None`, the
-    /// default, means that every send goes through [`Transport::send`].
-    fn sender(&self) -> Option<std::sync::Arc<dyn TransportSender>> {
-        None
-    }
-}
-
-/// The sending side of a [`Transport`], shared: see [`Transport::sender`]. Writes from it and
-/// from [`Transport::send`] never interleave within one `send`.
-#[async_trait]
-pub trait TransportSender: Send + Sync + std::fmt::Debug {
-    /// Sends bytes: one or more complete framed messages, as [`Transport::send`]. Not
-    /// cancel-safe in the same way.
-    async fn send(&self, data: Bytes) -> Result<(), TransportError>;
 }

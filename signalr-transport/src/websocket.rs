@@ -26,7 +26,7 @@ use tokio_tungstenite::{
 use tracing::debug;
 
 use crate::{
-    Transport, TransportSender,
+    Transport,
     error::{Result, TransportError},
     negotiate::bearer,
     options::HttpOptions,
@@ -36,13 +36,10 @@ use crate::{
 
 type Socket = WebSocketStream<Stream>;
 
-/// The writing half, shared by the transport and its [`TransportSender`].
-type Sink = std::sync::Arc<tokio::sync::Mutex<SplitSink<Socket, Message>>>;
-
 /// A connected WebSocket.
 #[derive(Debug)]
 pub struct WebSocketTransport {
-    sink: Sink,
+    sink: SplitSink<Socket, Message>,
     stream: SplitStream<Socket>,
     format: TransferFormat,
     max_message_size: usize,
@@ -104,7 +101,7 @@ impl WebSocketTransport {
         })??;
         let (sink, stream) = socket.split();
         Ok(Self {
-            sink: std::sync::Arc::new(tokio::sync::Mutex::new(sink)),
+            sink,
             stream,
             format,
             max_message_size: options.max_message_size,
@@ -276,14 +273,16 @@ impl Transport for WebSocketTransport {
         if self.closed {
             return Err(TransportError::Closed);
         }
-        send_on(&self.sink, self.format, data).await
-    }
-
-    fn sender(&self) -> Option<std::sync::Arc<dyn TransportSender>> {
-        Some(std::sync::Arc::new(WebSocketSender {
-            sink: std::sync::Arc::clone(&self.sink),
-            format: self.format,
-        }))
+        let message = match self.format {
+            TransferFormat::Binary => Message::Binary(data),
+            _ => Message::Text(
+                Utf8Bytes::try_from(data).map_err(|e| TransportError::WebSocket(e.into()))?,
+            ),
+        };
+        self.sink
+            .send(message)
+            .await
+            .map_err(|e| TransportError::WebSocket(e.into()))
     }
 
     async fn recv(&mut self) -> Option<Result<Bytes>> {
@@ -332,38 +331,8 @@ impl Transport for WebSocketTransport {
             code: CloseCode::Normal,
             reason: Utf8Bytes::default(),
         };
-        let mut sink = self.sink.lock().await;
-        let _ = sink.send(Message::Close(Some(frame))).await;
-        let _ = sink.close().await;
+        let _ = self.sink.send(Message::Close(Some(frame))).await;
+        let _ = self.sink.close().await;
         Ok(())
-    }
-}
-
-/// One WebSocket message of `data`: text for the text format, binary otherwise.
-async fn send_on(sink: &Sink, format: TransferFormat, data: Bytes) -> Result<()> {
-    let message = match format {
-        TransferFormat::Binary => Message::Binary(data),
-        _ => Message::Text(
-            Utf8Bytes::try_from(data).map_err(|e| TransportError::WebSocket(e.into()))?,
-        ),
-    };
-    sink.lock()
-        .await
-        .send(message)
-        .await
-        .map_err(|e| TransportError::WebSocket(e.into()))
-}
-
-/// A WebSocket's shared sender: writes go through the same lock as the transport's own.
-#[derive(Debug)]
-struct WebSocketSender {
-    sink: Sink,
-    format: TransferFormat,
-}
-
-#[async_trait]
-impl TransportSender for WebSocketSender {
-    async fn send(&self, data: Bytes) -> Result<()> {
-        send_on(&self.sink, self.format, data).await
     }
 }

@@ -2,7 +2,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
-mod direct;
 mod faults;
 mod reconnect;
 mod stateful;
