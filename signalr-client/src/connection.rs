@@ -123,6 +123,23 @@ impl Shared {
     }
 }
 
+/// Queues `command` for the driver: at once when there is room, so that calls made in one burst
+/// (futures polled together, as by `join_all`) keep the order they were first polled in, which
+/// an await (and tokio's task budget) could change; otherwise it waits for room. `Err` when the
+/// driver is gone.
+async fn queue(
+    commands: &mpsc::Sender<Box<Command>>,
+    command: Command,
+) -> std::result::Result<(), ()> {
+    match commands.try_send(Box::new(command)) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(command)) => {
+            commands.send(command).await.map_err(|_| ())
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+    }
+}
+
 struct Inner {
     config: Arc<Config>,
     shared: Arc<Shared>,
@@ -257,10 +274,9 @@ impl HubConnection {
     }
 
     async fn command(&self, command: Command) -> Result<()> {
-        self.sender()?
-            .send(Box::new(command))
+        queue(&self.sender()?, command)
             .await
-            .map_err(|_| HubError::NotConnected {
+            .map_err(|()| HubError::NotConnected {
                 state: self.state(),
             })
     }
@@ -297,10 +313,9 @@ impl HubConnection {
             reply,
         };
         let commands = self.sender()?;
-        commands
-            .send(Box::new(command))
+        queue(&commands, command)
             .await
-            .map_err(|_| HubError::NotConnected {
+            .map_err(|()| HubError::NotConnected {
                 state: self.state(),
             })?;
         // Started after the Invocation is queued, so that their items follow it.
@@ -320,6 +335,11 @@ impl HubConnection {
 
     /// Calls `method` without waiting for (or getting) a result: fire and forget. Returns once
     /// the message was written to the transport.
+    ///
+    /// Order: sends made one after another arrive in that order. Sends made at once (futures
+    /// polled together, as by `join_all`) arrive in the order they were first polled, as long
+    /// as they fit the command queue (1,024 calls); past it, callers wait for room and may go
+    /// out in any order.
     pub async fn send(&self, method: &str, args: impl Serialize) -> Result<()> {
         let (reply, sent) = oneshot::channel();
         self.command(Command::Send {
@@ -348,10 +368,9 @@ impl HubConnection {
             arguments: self.arguments(&args)?,
             items: items_tx,
         };
-        commands
-            .send(Box::new(command))
+        queue(&commands, command)
             .await
-            .map_err(|_| HubError::NotConnected {
+            .map_err(|()| HubError::NotConnected {
                 state: self.state(),
             })?;
         Ok(HubStream {

@@ -3,6 +3,7 @@
 
 mod api;
 mod faults;
+mod order;
 mod reconnect;
 mod stateful;
 mod support;

@@ -1,0 +1,94 @@
+//! Sends: a burst keeps its order on every transport, and a client that only sends stays
+//! connected on its keep-alive.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures_util::future::join_all;
+use signalr_client::{HubConnection, HubConnectionState, protocol::TransportKind};
+
+use crate::support::{PAIRS, WAIT, builder, server};
+
+/// Records every `n(i32)` call the server makes.
+fn record(conn: &HubConnection) -> (signalr_client::Subscription, Arc<Mutex<Vec<i32>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let sub = conn.on("n", move |(n,): (i32,)| {
+        s.lock().unwrap().push(n);
+        std::future::ready(())
+    });
+    (sub, seen)
+}
+
+async fn wait_len(seen: &Mutex<Vec<i32>>, n: usize) {
+    tokio::time::timeout(WAIT, async {
+        while seen.lock().unwrap().len() < n {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {n} arrived", seen.lock().unwrap().len()));
+}
+
+/// Sends made in one burst, up to the command queue's capacity (1,024), arrive once and in the
+/// order they were polled. (They used to be reordered by tokio's task budget, which made the
+/// 128th send of a burst wait.)
+#[tokio::test]
+async fn a_burst_of_sends_arrives_once_and_in_order_on_every_transport() {
+    const N: i32 = 1000;
+    let s = server(|_| {}).await;
+    for (transport, messagepack) in PAIRS {
+        let conn = builder(s.url(), transport, messagepack).build().unwrap();
+        let (_n, seen) = record(&conn);
+        conn.start().await.unwrap();
+        let sends = (0..N).map(|i| conn.send("SendToCaller", ("n", i)));
+        for r in join_all(sends).await {
+            r.unwrap();
+        }
+        for i in N..N + 10 {
+            conn.send("SendToCaller", ("n", i)).await.unwrap();
+        }
+        wait_len(&seen, usize::try_from(N + 10).unwrap()).await;
+        let got = seen.lock().unwrap().clone();
+        let expected: Vec<i32> = (0..N + 10).collect();
+        if got != expected {
+            let at = got.iter().zip(&expected).position(|(a, b)| a != b);
+            panic!(
+                "{transport:?}/{messagepack}: {} arrived, first difference at {at:?}",
+                got.len()
+            );
+        }
+        conn.stop().await.unwrap();
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_only_sends_stays_connected() {
+    // Keep-alive 100 ms, timeouts 300 ms on both sides: sends, then silence longer than the
+    // server's timeout, carried by the client's pings.
+    let s = server(|c| {
+        c.keep_alive_interval = Duration::from_millis(100);
+        c.client_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let conn = builder(s.url(), TransportKind::WebSockets, false)
+        .with_keep_alive_interval(Duration::from_millis(100))
+        .with_server_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let (_n, seen) = record(&conn);
+    conn.start().await.unwrap();
+    for i in 0..20 {
+        conn.send("SendToCaller", ("n", i)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    conn.send("SendToCaller", ("n", 20)).await.unwrap();
+    wait_len(&seen, 21).await;
+    assert_eq!(conn.state(), HubConnectionState::Connected);
+    conn.stop().await.unwrap();
+    s.shutdown().await;
+}
