@@ -5,7 +5,7 @@ use std::{
     marker::PhantomData,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     on_close: Mutex<Vec<ErrorCallback>>,
     /// The tasks running handlers, one per session; cancelled when the connection closes.
     handler_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The most bytes the replay buffer has held unacknowledged.
+    replay_high_water: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -95,6 +97,11 @@ impl Shared {
         for task in lock(&self.handler_tasks).drain(..) {
             task.abort();
         }
+    }
+
+    /// Records the replay buffer's size after a send.
+    pub(crate) fn note_replay_bytes(&self, bytes: usize) {
+        self.replay_high_water.fetch_max(bytes, Ordering::Relaxed);
     }
 
     pub(crate) fn set_connection_id(&self, id: Option<String>) {
@@ -174,6 +181,7 @@ impl HubConnection {
             on_reconnected: Mutex::default(),
             on_close: Mutex::default(),
             handler_tasks: Mutex::default(),
+            replay_high_water: AtomicUsize::new(0),
         });
         Self {
             inner: Arc::new(Inner {
@@ -232,6 +240,14 @@ impl HubConnection {
             let _ = stopped.await;
         }
         Ok(())
+    }
+
+    /// The most bytes the stateful-reconnect replay buffer has held unacknowledged since this
+    /// connection was built (0 without stateful reconnect). It stays within the limit given to
+    /// [`HubConnectionBuilder::with_stateful_reconnect`](crate::HubConnectionBuilder::with_stateful_reconnect)
+    /// plus one message: past the limit, calls wait for the server's Ack.
+    pub fn replay_buffer_high_water(&self) -> usize {
+        self.inner.shared.replay_high_water.load(Ordering::Relaxed)
     }
 
     /// The current state.

@@ -654,14 +654,18 @@ impl Driver {
         if let Err(e) = self.drain_messages(session).await {
             return Exit::Lost(e);
         }
-        if !self.outbox.is_empty() {
-            let queued: Vec<Command> = self.outbox.drain(..).collect();
-            debug!(calls = queued.len(), "sending the outbox");
-            if let Err(exit) = self.on_batch(session, queued).await {
-                return exit;
-            }
-        }
         loop {
+            let full = session.stateful.as_ref().is_some_and(|(b, _)| b.is_full());
+            // Calls held while reconnecting go first, as far as the replay buffer has room;
+            // new calls wait behind them.
+            if !self.outbox.is_empty() && !full {
+                let batch = self.outbox_batch(session);
+                debug!(calls = batch.len(), "sending the outbox");
+                if let Err(exit) = self.on_batch(session, batch).await {
+                    return exit;
+                }
+                continue;
+            }
             let wake = [
                 session.keep_alive.poll_timeout().map(to_instant),
                 session.ack_due,
@@ -670,7 +674,7 @@ impl Driver {
             .flatten()
             .min();
             // A full replay buffer holds new calls back until the server acknowledges.
-            let accepting = !session.stateful.as_ref().is_some_and(|(b, _)| b.is_full());
+            let accepting = !full && self.outbox.is_empty();
             // Unbiased: a flood of calls must not starve receiving (and with it pings, Acks and
             // the server timeout), nor a flood of messages starve the calls.
             tokio::select! {
@@ -721,6 +725,24 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// The next calls of the outbox to send: at least one, then as many as the replay buffer
+    /// has room for (at most 256).
+    fn outbox_batch(&mut self, session: &Session) -> Vec<Command> {
+        let mut room = session
+            .stateful
+            .as_ref()
+            .map_or(usize::MAX, |(b, _)| b.room());
+        let mut batch = Vec::new();
+        while batch.is_empty() || (room > 0 && batch.len() < 256) {
+            let Some(command) = self.outbox.pop_front() else {
+                break;
+            };
+            room = room.saturating_sub(command.size_hint());
+            batch.push(command);
+        }
+        batch
     }
 
     /// Handles `first` and whatever else is queued, writing all their messages in one send.
@@ -866,6 +888,7 @@ impl Driver {
             for range in tracked {
                 buffer.on_sent(frames.slice(range));
             }
+            self.shared.note_replay_bytes(buffer.buffered_bytes());
         }
         // A write that cannot finish (a blackholed socket's full buffer, a POST nobody
         // answers) must not keep the loop from noticing the server's silence: it may take

@@ -81,6 +81,13 @@ impl Controls {
     pub fn connection_count(&self) -> usize {
         self.shared.connection_count()
     }
+
+    /// The most bytes any stateful connection's replay buffer has held unacknowledged since
+    /// the server started: at most [`ServerConfig::stateful_buffer_bytes`] plus one run of
+    /// messages written together (sends wait for an Ack beyond that).
+    pub fn replay_buffer_high_water(&self) -> usize {
+        self.shared.replay_high_water()
+    }
 }
 
 impl TestServer {

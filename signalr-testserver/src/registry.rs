@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     lingering: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Set when the server stops: nothing lingers after that.
     stopping: AtomicBool,
+    /// The most bytes any connection's replay buffer has held unacknowledged.
+    replay_high_water: std::sync::atomic::AtomicUsize,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -151,6 +153,7 @@ impl Shared {
             script,
             lingering: Mutex::default(),
             stopping: AtomicBool::new(false),
+            replay_high_water: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -253,6 +256,17 @@ impl Shared {
             members.remove(&entry.connection_id);
             !members.is_empty()
         });
+    }
+
+    /// Records a replay buffer's size after a send.
+    pub(crate) fn note_replay_bytes(&self, bytes: usize) {
+        self.replay_high_water
+            .fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn replay_high_water(&self) -> usize {
+        self.replay_high_water
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops the server's own timers (when the server stops).

@@ -818,25 +818,34 @@ impl Session {
     }
 
     /// A hub method that finished when first polled: what it sent (queued as commands while
-    /// it ran) goes first, then its completion.
+    /// it ran) goes first, then its completion. What the replay buffer has no room for waits
+    /// in the command queue for an Ack, and the completion waits behind it.
     async fn finished_at_once(&mut self, completion: Option<Completion>) -> Result<(), Exit> {
-        while let Ok(command) = self.commands.try_recv() {
-            self.on_command(command).await?;
+        while !self.buffer_full() {
+            match self.commands.try_recv() {
+                Ok(command) => self.on_command(command).await?,
+                Err(_) => break,
+            }
         }
         let Some(completion) = completion else {
             return Ok(());
         };
-        if self.control.is_empty() {
+        if self.control.is_empty() && self.commands.is_empty() {
             return self.write(&HubMessage::Completion(completion)).await;
         }
-        // The method asked for a fault (Blackhole, AbortMe): its answer goes after the session
-        // has acted on it, as it would from the worker.
+        // Behind what is still queued, or after the session has acted on a fault the method
+        // asked for (Blackhole, AbortMe), as it would be from the worker.
         self.running.insert(completion.invocation_id.clone(), None);
-        let message = HubMessage::Completion(completion);
-        if let Err(e) = self.commands_tx.try_send(Command::Send(message)) {
-            if let Command::Send(message) = e.into_inner() {
-                self.write(&message).await?;
-            }
+        let message = Command::Send(HubMessage::Completion(completion));
+        if let Err(full) = self.commands_tx.try_send(message) {
+            // The queue is full: a sender of its own waits for room, behind the others.
+            let out = self.commands_tx.clone();
+            tokio::spawn(
+                async move {
+                    let _ = out.send(full.into_inner()).await;
+                }
+                .in_current_span(),
+            );
         }
         Ok(())
     }
@@ -1013,6 +1022,7 @@ impl Session {
                 for range in self.tracked.drain(..) {
                     buffer.on_sent(frame.slice(range));
                 }
+                self.shared.note_replay_bytes(buffer.buffered_bytes());
             }
             None => self.tracked.clear(),
         }

@@ -133,9 +133,30 @@ async fn nothing_is_lost_duplicated_or_reordered_across_1000_disconnects() {
     })
     .await
     .unwrap_or_else(|_| panic!("only {} of {total} echoes arrived (seed {seed})", count()));
-    let got = echoes.lock().unwrap().clone();
+    check_sequence(seed, &echoes.lock().unwrap(), total);
+    assert_eq!(
+        conn.connection_id(),
+        id,
+        "every cut was resumed on the same connection"
+    );
+    assert!(
+        !lost.load(Ordering::SeqCst),
+        "no resume fell back to a new connection"
+    );
+    let (client, server) = (
+        conn.replay_buffer_high_water(),
+        s.controls().replay_buffer_high_water(),
+    );
+    check_replay_buffers(seed, client, server);
+    println!(
+        "zero loss: {total} messages each way across {cuts} disconnects, none lost, duplicated or reordered; replay buffers peaked at {client} (client) and {server} (server) bytes of 100,000"
+    );
+}
+
+/// Every echo once, in order: `0..total`.
+fn check_sequence(seed: u64, got: &[u64], total: u64) {
     let expected: Vec<u64> = (0..total).collect();
-    if got != expected {
+    if got != expected.as_slice() {
         let first_bad = got
             .iter()
             .zip(&expected)
@@ -146,16 +167,15 @@ async fn nothing_is_lost_duplicated_or_reordered_across_1000_disconnects() {
             &got[first_bad.saturating_sub(2)..(first_bad + 3).min(got.len())]
         );
     }
-    assert_eq!(
-        conn.connection_id(),
-        id,
-        "every cut was resumed on the same connection"
-    );
-    assert!(
-        !lost.load(Ordering::SeqCst),
-        "no resume fell back to a new connection"
-    );
-    println!(
-        "zero loss: {total} messages each way across {cuts} disconnects, none lost, duplicated or reordered"
-    );
+}
+
+/// Neither replay buffer went past its limit (100,000 bytes on both sides) by more than one
+/// message (under 100 bytes here): past it, sends wait for an Ack.
+fn check_replay_buffers(seed: u64, client: usize, server: usize) {
+    for (side, peak) in [("client", client), ("server", server)] {
+        assert!(
+            peak > 0 && peak <= 100_000 + 256,
+            "seed {seed}: the {side}'s replay buffer held {peak} bytes"
+        );
+    }
 }
