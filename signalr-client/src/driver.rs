@@ -684,7 +684,8 @@ impl Driver {
                         return exit;
                     }
                 }
-                answer = session.answers.recv() => {
+                // Answers to the server's calls are tracked messages too: they wait for room.
+                answer = session.answers.recv(), if !full => {
                     if let Some(completion) = answer {
                         if let Err(e) = self.write(session, &[HubMessage::Completion(*completion)]).await {
                             return Exit::Lost(e);
