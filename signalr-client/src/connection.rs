@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     handler_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     /// The most bytes the replay buffer has held unacknowledged.
     replay_high_water: AtomicUsize,
+    /// `stop()` was called: read past calls held back by a full replay buffer to find it.
+    pub(crate) stop_requested: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -182,6 +184,7 @@ impl HubConnection {
             on_close: Mutex::default(),
             handler_tasks: Mutex::default(),
             replay_high_water: AtomicUsize::new(0),
+            stop_requested: tokio::sync::Notify::new(),
         });
         Self {
             inner: Arc::new(Inner {
@@ -232,11 +235,16 @@ impl HubConnection {
             return Ok(());
         };
         let (reply, stopped) = oneshot::channel();
-        if commands
+        // A full replay buffer holds calls back, the stop among them: the driver is told to look
+        // for it (before, so that a full queue makes room for it, and after it is queued).
+        let stop_requested = &self.inner.shared.stop_requested;
+        stop_requested.notify_one();
+        let queued = commands
             .send(Box::new(Command::Stop { reply }))
             .await
-            .is_ok()
-        {
+            .is_ok();
+        stop_requested.notify_one();
+        if queued {
             let _ = stopped.await;
         }
         Ok(())

@@ -684,6 +684,20 @@ impl Driver {
                         return exit;
                     }
                 }
+                // Calls held back: a stop must still get through. The calls read past on the
+                // way keep their order in the outbox, which goes out first once there is room.
+                () = self.shared.stop_requested.notified(), if !accepting => {
+                    let mut stops = Vec::new();
+                    while let Ok(command) = self.commands.try_recv() {
+                        match *command {
+                            Command::Stop { reply } => stops.push(reply),
+                            other => self.outbox.push_back(other),
+                        }
+                    }
+                    if !stops.is_empty() {
+                        return Exit::Stopped(stops);
+                    }
+                }
                 // Answers to the server's calls are tracked messages too: they wait for room.
                 answer = session.answers.recv(), if !full => {
                     if let Some(completion) = answer {

@@ -41,6 +41,16 @@ pub(crate) fn cases() -> Vec<Case> {
         case!("3.36", repeated_cuts_lose_and_duplicate_nothing, WEBSOCKETS),
         case!("3.37", a_full_replay_buffer_holds_sends_back, WEBSOCKETS),
         case!(
+            "3.37",
+            answers_wait_for_room_in_the_replay_buffer,
+            WEBSOCKETS
+        ),
+        case!(
+            "3.37",
+            the_answer_goes_out_once_the_server_acknowledges,
+            WEBSOCKETS
+        ),
+        case!(
             "9.at-most-once",
             without_stateful_reconnect_calls_fail_or_complete_once,
             ALL
@@ -248,6 +258,93 @@ async fn a_full_replay_buffer_holds_sends_back(pair: Pair) {
     }
     assert_eq!(failed, 40 - sent, "every send still waiting failed");
     events.wait_for("closed").await;
+    server.shutdown().await;
+}
+
+async fn answers_wait_for_room_in_the_replay_buffer(pair: Pair) {
+    // Sends fill the 2,000-byte buffer; the server then calls the client for a result. The
+    // answer is a tracked message too: it waits for an Ack like the sends. And stop() gets
+    // through although calls are held back (it used to wait for an Ack that never came).
+    let (server, conn, mut peer, events) = scripted_stateful(pair).await;
+    let _ask = conn.on_invoke("ask", |(): ()| async { Ok::<_, String>(7) });
+    let payload = "x".repeat(200);
+    let sends: Vec<_> = (0..20)
+        .map(|_| {
+            let (conn, payload) = (conn.clone(), payload.clone());
+            tokio::spawn(async move { conn.send("Note", (payload,)).await })
+        })
+        .collect();
+    // Everything that fit in the buffer arrives; then nothing more.
+    let arrived = peer.drain(Duration::from_millis(300)).await;
+    let tracked = arrived
+        .iter()
+        .filter(|m| matches!(m, HubMessage::Invocation(_)))
+        .count();
+    assert!((5..20).contains(&tracked), "{tracked} of 20 sends went out");
+    let ask = signalr_client::protocol::Invocation::new("s1", "ask", pair.args(&()));
+    peer.send(&HubMessage::Invocation(ask)).await;
+    let early = peer.drain(Duration::from_millis(300)).await;
+    assert!(
+        !early.iter().any(|m| matches!(m, HubMessage::Completion(_))),
+        "answered past a full buffer: {early:?}"
+    );
+    // A stop gets through although calls are held back.
+    within(conn.stop()).await.unwrap();
+    for send in sends {
+        let _ = within(send).await.unwrap();
+    }
+    events.wait_for("closed").await;
+    drop(peer);
+    server.shutdown().await;
+}
+
+async fn the_answer_goes_out_once_the_server_acknowledges(pair: Pair) {
+    // As above, but the server acknowledges what it gets: the answer goes out (the held sends
+    // compete with it for the room an Ack makes).
+    let (server, conn, mut peer, _events) = scripted_stateful(pair).await;
+    let _ask = conn.on_invoke("ask", |(): ()| async { Ok::<_, String>(7) });
+    let payload = "x".repeat(200);
+    let sends: Vec<_> = (0..20)
+        .map(|_| {
+            let (conn, payload) = (conn.clone(), payload.clone());
+            tokio::spawn(async move { conn.send("Note", (payload,)).await })
+        })
+        .collect();
+    let mut received = peer
+        .drain(Duration::from_millis(300))
+        .await
+        .iter()
+        .filter(|m| matches!(m, HubMessage::Invocation(_)))
+        .count();
+    let ask = signalr_client::protocol::Invocation::new("s1", "ask", pair.args(&()));
+    peer.send(&HubMessage::Invocation(ask)).await;
+    peer.send(&HubMessage::Ack(Ack::new(u64::try_from(received).unwrap())))
+        .await;
+    let answer = within(async {
+        loop {
+            match peer.recv().await {
+                Some(HubMessage::Completion(c)) => return c,
+                Some(HubMessage::Invocation(_)) => {
+                    received += 1;
+                    peer.send(&HubMessage::Ack(Ack::new(u64::try_from(received).unwrap())))
+                        .await;
+                }
+                Some(_) => {}
+                None => panic!("the client closed"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(answer.invocation_id, "s1");
+    let signalr_client::protocol::CompletionResult::Value(value) = answer.result else {
+        panic!("{:?}", answer.result)
+    };
+    assert_eq!(value.deserialize::<i32>().unwrap(), 7);
+    conn.stop().await.unwrap();
+    for send in sends {
+        let _ = within(send).await.unwrap();
+    }
+    drop(peer);
     server.shutdown().await;
 }
 
