@@ -9,7 +9,7 @@ use std::{
 use futures_util::future::join_all;
 use signalr_client::{HubConnection, HubConnectionState, protocol::TransportKind};
 
-use crate::support::{PAIRS, WAIT, builder, server};
+use crate::support::{PAIRS, builder, server, wait_len};
 
 /// Records every `n(i32)` call the server makes.
 fn record(conn: &HubConnection) -> (signalr_client::Subscription, Arc<Mutex<Vec<i32>>>) {
@@ -20,16 +20,6 @@ fn record(conn: &HubConnection) -> (signalr_client::Subscription, Arc<Mutex<Vec<
         std::future::ready(())
     });
     (sub, seen)
-}
-
-async fn wait_len(seen: &Mutex<Vec<i32>>, n: usize) {
-    tokio::time::timeout(WAIT, async {
-        while seen.lock().unwrap().len() < n {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("only {} of {n} arrived", seen.lock().unwrap().len()));
 }
 
 /// Sends made in one burst, up to the command queue's capacity (1,024), arrive once and in the

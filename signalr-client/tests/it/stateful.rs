@@ -10,7 +10,7 @@ use signalr_client::{
     HubConnection, HubConnectionBuilder, HubConnectionState, HubError, reconnect::FixedDelays,
 };
 
-use crate::support::{Events, WAIT, server};
+use crate::support::{Events, WAIT, server, wait_len};
 
 fn collector(
     conn: &HubConnection,
@@ -23,16 +23,6 @@ fn collector(
         async move { s.lock().unwrap().push(i) }
     });
     (seen, sub)
-}
-
-async fn wait_len(seen: &Arc<Mutex<Vec<i32>>>, n: usize) {
-    tokio::time::timeout(WAIT, async {
-        while seen.lock().unwrap().len() < n {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("only {} of {n} arrived", seen.lock().unwrap().len()));
 }
 
 fn stateful(url: &str, messagepack: bool) -> HubConnection {

@@ -93,3 +93,14 @@ impl Events {
         .unwrap_or_else(|_| panic!("no {prefix:?} event; got {:?}", self.list()))
     }
 }
+
+/// Waits until `seen` holds `n` values (up to [`WAIT`]).
+pub(crate) async fn wait_len(seen: &Mutex<Vec<i32>>, n: usize) {
+    tokio::time::timeout(WAIT, async {
+        while seen.lock().unwrap().len() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {n} arrived", seen.lock().unwrap().len()));
+}

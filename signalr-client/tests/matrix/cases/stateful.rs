@@ -261,12 +261,23 @@ async fn a_full_replay_buffer_holds_sends_back(pair: Pair) {
     server.shutdown().await;
 }
 
-async fn answers_wait_for_room_in_the_replay_buffer(pair: Pair) {
-    // Sends fill the 2,000-byte buffer; the server then calls the client for a result. The
-    // answer is a tracked message too: it waits for an Ack like the sends. And stop() gets
-    // through although calls are held back (it used to wait for an Ack that never came).
+/// A stateful connection whose 2,000-byte buffer 20 sends have filled (the server never
+/// acknowledged), then a client-result call `ask` from the server: the connection, the server's
+/// side, the sends still running and how many of them went out.
+struct FullBuffer {
+    server: signalr_testserver::TestServer,
+    conn: HubConnection,
+    peer: Peer,
+    events: Events,
+    sends: Vec<tokio::task::JoinHandle<signalr_client::Result<()>>>,
+    went_out: usize,
+    /// The `ask` handler: bind it, or it is unregistered.
+    _ask: signalr_client::Subscription,
+}
+
+async fn full_buffer_then_ask(pair: Pair) -> FullBuffer {
     let (server, conn, mut peer, events) = scripted_stateful(pair).await;
-    let _ask = conn.on_invoke("ask", |(): ()| async { Ok::<_, String>(7) });
+    let ask = conn.on_invoke("ask", |(): ()| async { Ok::<_, String>(7) });
     let payload = "x".repeat(200);
     let sends: Vec<_> = (0..20)
         .map(|_| {
@@ -275,20 +286,46 @@ async fn answers_wait_for_room_in_the_replay_buffer(pair: Pair) {
         })
         .collect();
     // Everything that fit in the buffer arrives; then nothing more.
-    let arrived = peer.drain(Duration::from_millis(300)).await;
-    let tracked = arrived
+    let went_out = peer
+        .drain(Duration::from_millis(300))
+        .await
         .iter()
         .filter(|m| matches!(m, HubMessage::Invocation(_)))
         .count();
-    assert!((5..20).contains(&tracked), "{tracked} of 20 sends went out");
-    let ask = signalr_client::protocol::Invocation::new("s1", "ask", pair.args(&()));
-    peer.send(&HubMessage::Invocation(ask)).await;
+    assert!(
+        (5..20).contains(&went_out),
+        "{went_out} of 20 sends went out"
+    );
+    let call = signalr_client::protocol::Invocation::new("s1", "ask", pair.args(&()));
+    peer.send(&HubMessage::Invocation(call)).await;
+    FullBuffer {
+        server,
+        conn,
+        peer,
+        events,
+        sends,
+        went_out,
+        _ask: ask,
+    }
+}
+
+async fn answers_wait_for_room_in_the_replay_buffer(pair: Pair) {
+    // The answer is a tracked message too: it waits for an Ack like the sends. And stop() gets
+    // through although calls are held back (it used to wait for an Ack that never came).
+    let FullBuffer {
+        server,
+        conn,
+        mut peer,
+        events,
+        sends,
+        _ask,
+        ..
+    } = full_buffer_then_ask(pair).await;
     let early = peer.drain(Duration::from_millis(300)).await;
     assert!(
         !early.iter().any(|m| matches!(m, HubMessage::Completion(_))),
         "answered past a full buffer: {early:?}"
     );
-    // A stop gets through although calls are held back.
     within(conn.stop()).await.unwrap();
     for send in sends {
         let _ = within(send).await.unwrap();
@@ -301,23 +338,16 @@ async fn answers_wait_for_room_in_the_replay_buffer(pair: Pair) {
 async fn the_answer_goes_out_once_the_server_acknowledges(pair: Pair) {
     // As above, but the server acknowledges what it gets: the answer goes out (the held sends
     // compete with it for the room an Ack makes).
-    let (server, conn, mut peer, _events) = scripted_stateful(pair).await;
-    let _ask = conn.on_invoke("ask", |(): ()| async { Ok::<_, String>(7) });
-    let payload = "x".repeat(200);
-    let sends: Vec<_> = (0..20)
-        .map(|_| {
-            let (conn, payload) = (conn.clone(), payload.clone());
-            tokio::spawn(async move { conn.send("Note", (payload,)).await })
-        })
-        .collect();
-    let mut received = peer
-        .drain(Duration::from_millis(300))
-        .await
-        .iter()
-        .filter(|m| matches!(m, HubMessage::Invocation(_)))
-        .count();
-    let ask = signalr_client::protocol::Invocation::new("s1", "ask", pair.args(&()));
-    peer.send(&HubMessage::Invocation(ask)).await;
+    let FullBuffer {
+        server,
+        conn,
+        mut peer,
+        sends,
+        went_out,
+        _ask,
+        ..
+    } = full_buffer_then_ask(pair).await;
+    let mut received = went_out;
     peer.send(&HubMessage::Ack(Ack::new(u64::try_from(received).unwrap())))
         .await;
     let answer = within(async {
