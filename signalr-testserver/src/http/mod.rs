@@ -171,6 +171,16 @@ fn offered(shared: &Shared, kind: TransportKind) -> Result<(), Response> {
     }
 }
 
+/// The connection a request (POST, DELETE) names, when its caller may use it.
+fn requested(
+    shared: &Shared,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Arc<ConnEntry>, Response> {
+    let user = gate(shared, headers, params)?;
+    lookup(shared, params, &user)
+}
+
 /// `GET {hub}`: a WebSocket upgrade, an SSE stream or a long poll, by the request's headers.
 async fn connect(
     State(shared): State<Arc<Shared>>,
@@ -211,13 +221,9 @@ async fn send(
     Query(params): Params,
     body: Bytes,
 ) -> Response {
-    let user = match gate(&shared, &headers, &params) {
-        Ok(user) => user,
-        Err(refused) => return refused,
-    };
-    let entry = match lookup(&shared, &params, &user) {
+    let entry = match requested(&shared, &headers, &params) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(refused) => return refused,
     };
     match entry.transport() {
         Some(TransportKind::WebSockets) => {
@@ -238,13 +244,9 @@ async fn delete(
     headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
-    let user = match gate(&shared, &headers, &params) {
-        Ok(user) => user,
-        Err(refused) => return refused,
-    };
-    let entry = match lookup(&shared, &params, &user) {
+    let entry = match requested(&shared, &headers, &params) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(refused) => return refused,
     };
     if entry.transport() != Some(TransportKind::LongPolling) {
         return status(
