@@ -107,7 +107,7 @@ pub fn contract_hub() -> Hub {
         })
         .method("Sequence", |ctx, (count,): (i32,)| async move {
             for i in 0..count {
-                ctx.send_to_caller("seq", vec![payload(&ctx, &i)?]).await?;
+                ctx.send_args_to_caller("seq", (i,)).await?;
             }
             Ok(count)
         })

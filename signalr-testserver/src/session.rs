@@ -42,6 +42,11 @@ pub(crate) enum Command {
     Send(HubMessage),
     /// Call `target(args…)` on this client; payloads are converted to its format if needed.
     Call { target: String, args: Vec<Payload> },
+    /// Call `target` on this client with arguments already in its format.
+    CallWith {
+        target: String,
+        arguments: signalr_protocol::Arguments,
+    },
     /// Call `target(args…)` on this client and hand back its result (a client result).
     InvokeClient {
         target: String,
@@ -576,7 +581,7 @@ impl Session {
             format: self.format(),
             caller: self.commands_tx.clone(),
             shared: Arc::clone(&self.shared),
-            uploads: Arc::new(std::sync::Mutex::new(uploads)),
+            uploads: (!uploads.is_empty()).then(|| Arc::new(std::sync::Mutex::new(uploads))),
         }
     }
 
@@ -926,6 +931,12 @@ impl Session {
                     }
                 }
                 self.write(&message).await
+            }
+            Command::CallWith { target, arguments } => {
+                self.write(&HubMessage::Invocation(Invocation::non_blocking(
+                    target, arguments,
+                )))
+                .await
             }
             Command::Call { target, args } => match self.arguments(&args) {
                 Ok(arguments) => {
