@@ -29,6 +29,12 @@ pub(crate) fn binary_framing(data: &[u8]) {
 /// binding payloads to a JSON value never panics.
 pub(crate) fn json_message(data: &[u8]) {
     let protocol = JsonHubProtocol::new();
+    // The fast path for the common messages agrees with the general parser, errors included.
+    assert_eq!(
+        format!("{:?}", protocol.parse_message(data)),
+        format!("{:?}", protocol.parse_message_without_fast_path(data)),
+        "the fast path and the general parser disagree"
+    );
     round_trip(&protocol, data);
     bind_payloads(&protocol, data);
 }

@@ -43,6 +43,15 @@ impl JsonHubProtocol {
     }
 }
 
+impl JsonHubProtocol {
+    /// Parses `body` with the general parser only, without the fast path for the common
+    /// messages: for tests and fuzzing, which check that both give the same answer.
+    #[doc(hidden)]
+    pub fn parse_message_without_fast_path(&self, body: &[u8]) -> Result<Decoded> {
+        parse(body)
+    }
+}
+
 impl Default for JsonHubProtocol {
     fn default() -> Self {
         Self::new()
@@ -77,8 +86,98 @@ impl HubProtocol for JsonHubProtocol {
     }
 
     fn parse_message(&self, body: &[u8]) -> Result<Decoded> {
-        parse(body)
+        match parse_common(body) {
+            Some(message) => Ok(Decoded::Message(message)),
+            None => parse(body),
+        }
     }
+}
+
+/// The envelope of the common messages (invocations, stream items, completions, pings) with
+/// their scalar fields typed: one pass over the text. Anything it cannot take as it is (another
+/// type, headers, stream ids, escaped strings, a field of the wrong type, an invalid message)
+/// goes to [`parse`], which decides, so the two always agree.
+#[derive(Deserialize)]
+struct CommonEnvelope<'a> {
+    #[serde(rename = "type")]
+    message_type: i64,
+    #[serde(default, borrow, deserialize_with = "present")]
+    headers: Option<&'a RawValue>,
+    #[serde(rename = "invocationId", default, borrow)]
+    invocation_id: Option<&'a str>,
+    #[serde(default, borrow)]
+    target: Option<&'a str>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    arguments: Option<&'a RawValue>,
+    #[serde(rename = "streamIds", default, borrow, deserialize_with = "present")]
+    stream_ids: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    item: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+    // Not used by these types, but a duplicate of them is an error, as in `parse`.
+    #[serde(
+        rename = "allowReconnect",
+        default,
+        borrow,
+        deserialize_with = "present"
+    )]
+    _allow_reconnect: Option<&'a RawValue>,
+    #[serde(rename = "sequenceId", default, borrow, deserialize_with = "present")]
+    _sequence_id: Option<&'a RawValue>,
+}
+
+/// The fast path for the common messages; `None` hands the body to [`parse`].
+fn parse_common(body: &[u8]) -> Option<HubMessage> {
+    if body.first() != Some(&b'{') {
+        return None;
+    }
+    let env: CommonEnvelope<'_> = serde_json::from_slice(body).ok()?;
+    if env.headers.is_some() || env.stream_ids.is_some() {
+        return None;
+    }
+    // An empty id is an error; a null one is no id.
+    let id = match env.invocation_id {
+        Some("") => return None,
+        id => id.map(str::to_owned),
+    };
+    let message = match env.message_type {
+        1 => {
+            let arguments = env.arguments.filter(|a| a.get().starts_with('['))?;
+            HubMessage::Invocation(Invocation {
+                headers: Headers::new(),
+                invocation_id: id,
+                target: env.target?.to_owned(),
+                arguments: Arguments::from_checked(PayloadFormat::Json, copy(arguments)),
+                stream_ids: Vec::new(),
+            })
+        }
+        2 => HubMessage::StreamItem(StreamItem {
+            headers: Headers::new(),
+            invocation_id: id?,
+            item: Payload::from_checked(PayloadFormat::Json, copy(env.item?)),
+        }),
+        3 => {
+            let result = match (env.result, env.error.filter(|e| e.get() != "null")) {
+                (Some(value), None) => {
+                    CompletionResult::Value(Payload::from_checked(PayloadFormat::Json, copy(value)))
+                }
+                (None, None) => CompletionResult::Void,
+                // An error's text, or both: the full parser's cases.
+                _ => return None,
+            };
+            HubMessage::Completion(Completion {
+                headers: Headers::new(),
+                invocation_id: id?,
+                result,
+            })
+        }
+        6 => HubMessage::Ping,
+        _ => return None,
+    };
+    Some(message)
 }
 
 fn write(message: &HubMessage, dst: &mut BytesMut) {
@@ -413,6 +512,60 @@ mod tests {
         let mut buf = BytesMut::new();
         JsonHubProtocol::new().encode(message, &mut buf).unwrap();
         String::from_utf8(buf.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_general_parser() {
+        let protocol = JsonHubProtocol::new();
+        let cases = [
+            r#"{"type":1,"target":"seq","arguments":[1]}"#,
+            r#"{"type":1,"invocationId":"7","target":"Echo","arguments":["x"]}"#,
+            r#"{"type":1,"invocationId":null,"target":"a","arguments":[]}"#,
+            r#"{"type":1,"invocationId":"","target":"a","arguments":[]}"#,
+            r#"{"type":1,"target":"","arguments":[]}"#,
+            r#"{"type":1,"target":null,"arguments":[]}"#,
+            r#"{"type":1,"target":"a\u0062","arguments":[]}"#,
+            r#"{"type":1,"target":"a","arguments":{}}"#,
+            r#"{"type":1,"target":"a"}"#,
+            r#"{"type":1,"target":"a","arguments":[],"headers":null}"#,
+            r#"{"type":1,"target":"a","arguments":[],"headers":{"k":"v"}}"#,
+            r#"{"type":1,"target":"a","arguments":[],"streamIds":["1"]}"#,
+            r#"{"type":1,"target":"a","arguments":[],"sequenceId":1,"sequenceId":2}"#,
+            r#"{"type":1,"target":"a","target":"b","arguments":[]}"#,
+            r#"{"type":1.0,"target":"a","arguments":[]}"#,
+            r#"{"type":"1","target":"a","arguments":[]}"#,
+            r#"{"target":"a","arguments":[],"type":1}"#,
+            r#" {"type":1,"target":"a","arguments":[]}"#,
+            r#"{"type":1,"target":"a","arguments":[]} x"#,
+            r#"{"type":2,"invocationId":"1","item":null}"#,
+            r#"{"type":2,"invocationId":"1"}"#,
+            r#"{"type":2,"invocationId":null,"item":1}"#,
+            r#"{"type":3,"invocationId":"1"}"#,
+            r#"{"type":3,"invocationId":"1","result":null}"#,
+            r#"{"type":3,"invocationId":"1","result":{"a":[1]}}"#,
+            r#"{"type":3,"invocationId":"1","error":null}"#,
+            r#"{"type":3,"invocationId":"1","error":"boom"}"#,
+            r#"{"type":3,"invocationId":"1","error":5}"#,
+            r#"{"type":3,"invocationId":"1","result":1,"error":"e"}"#,
+            r#"{"type":3,"invocationId":"1","result":1,"error":null}"#,
+            r#"{"type":3,"result":1}"#,
+            r#"{"type":6}"#,
+            r#"{"type":6,"invocationId":5}"#,
+            r#"{"type":6,"allowReconnect":true,"allowReconnect":false}"#,
+            r#"{"type":7,"error":"bye","allowReconnect":true}"#,
+            r#"{"type":99}"#,
+            r#"[1,"a",[]]"#,
+        ];
+        for case in cases {
+            assert_eq!(
+                format!("{:?}", protocol.parse_message(case.as_bytes())),
+                format!(
+                    "{:?}",
+                    protocol.parse_message_without_fast_path(case.as_bytes())
+                ),
+                "{case}"
+            );
+        }
     }
 
     #[test]
