@@ -5,7 +5,7 @@ use std::{
     marker::PhantomData,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -75,6 +75,36 @@ pub(crate) struct Shared {
     replay_high_water: AtomicUsize,
     /// `stop()` was called: read past calls held back by a full replay buffer to find it.
     pub(crate) stop_requested: tokio::sync::Notify,
+    /// The state is `Connected`: a send is done once queued (see [`HubConnection::send`]).
+    connected: AtomicBool,
+    /// Room in the replay buffer, as the driver last saw it (`usize::MAX` without stateful
+    /// reconnect): sends done once queued may take that much.
+    send_room: AtomicUsize,
+    /// Bytes of the sends done once queued that the driver has not written yet.
+    send_reserved: AtomicUsize,
+}
+
+/// How a send goes: done once queued, or waiting for its outcome.
+enum Admission {
+    /// Done once queued, with its share of the replay buffer's room when there is one.
+    Queue(Option<Reservation>),
+    /// Not connected, or no room in the replay buffer: wait until it is written.
+    Wait,
+}
+
+/// Bytes a send done once queued took from the replay buffer's room, given back when dropped
+/// (once the driver has written the send, or refused it).
+pub(crate) struct Reservation {
+    shared: Arc<Shared>,
+    bytes: usize,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.shared
+            .send_reserved
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -83,7 +113,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     pub(crate) fn set_state(&self, state: HubConnectionState) {
+        self.connected
+            .store(state == HubConnectionState::Connected, Ordering::Release);
         self.state.send_replace(state);
+    }
+
+    /// Publishes the replay buffer's room (`usize::MAX` without one) for sends done once queued.
+    pub(crate) fn set_send_room(&self, room: usize) {
+        self.send_room.store(room, Ordering::Release);
+    }
+
+    /// Whether a send of about `bytes` may be done once queued: connected, and (with stateful
+    /// reconnect) the replay buffer has room for it beside the sends queued before it.
+    fn admit(self: &Arc<Self>, bytes: usize) -> Admission {
+        if !self.connected.load(Ordering::Acquire) {
+            return Admission::Wait;
+        }
+        let room = self.send_room.load(Ordering::Acquire);
+        if room == usize::MAX {
+            return Admission::Queue(None);
+        }
+        let before = self.send_reserved.fetch_add(bytes, Ordering::AcqRel);
+        let reservation = Reservation {
+            shared: Arc::clone(self),
+            bytes,
+        };
+        if before.saturating_add(bytes) <= room {
+            Admission::Queue(Some(reservation))
+        } else {
+            Admission::Wait
+        }
     }
 
     /// Keeps a session's handler task, to cancel it when the connection closes. A session
@@ -140,7 +199,14 @@ async fn queue(
     commands: &mpsc::Sender<Box<Command>>,
     command: Command,
 ) -> std::result::Result<(), ()> {
-    match commands.try_send(Box::new(command)) {
+    queue_boxed(commands, Box::new(command)).await
+}
+
+async fn queue_boxed(
+    commands: &mpsc::Sender<Box<Command>>,
+    command: Box<Command>,
+) -> std::result::Result<(), ()> {
+    match commands.try_send(command) {
         Ok(()) => Ok(()),
         Err(mpsc::error::TrySendError::Full(command)) => {
             commands.send(command).await.map_err(|_| ())
@@ -148,6 +214,9 @@ async fn queue(
         Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
     }
 }
+
+/// How many calls the driver's command queue holds.
+const COMMAND_QUEUE: usize = 8192;
 
 struct Inner {
     config: Arc<Config>,
@@ -185,6 +254,9 @@ impl HubConnection {
             handler_tasks: Mutex::default(),
             replay_high_water: AtomicUsize::new(0),
             stop_requested: tokio::sync::Notify::new(),
+            connected: AtomicBool::new(false),
+            send_room: AtomicUsize::new(usize::MAX),
+            send_reserved: AtomicUsize::new(0),
         });
         Self {
             inner: Arc::new(Inner {
@@ -210,7 +282,9 @@ impl HubConnection {
                 });
             }
             self.inner.shared.set_state(HubConnectionState::Connecting);
-            let (tx, rx) = mpsc::channel(1024);
+            // Big enough that a burst of sends seldom waits for room (each wait costs a wake-up); a
+            // queued command holds only a pointer until it is used.
+            let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
             let (started_tx, started_rx) = oneshot::channel();
             let driver = Driver::new(
                 Arc::clone(&self.inner.config),
@@ -297,14 +371,6 @@ impl HubConnection {
         Arguments::from_values(self.format(), args).map_err(HubError::Payload)
     }
 
-    async fn command(&self, command: Command) -> Result<()> {
-        queue(&self.sender()?, command)
-            .await
-            .map_err(|()| HubError::NotConnected {
-                state: self.state(),
-            })
-    }
-
     /// Calls `method` with `args` (a tuple such as `(40, 2)`, or `()` for none) and waits for
     /// its result, bound to `T` (`()` for a void method).
     ///
@@ -357,21 +423,69 @@ impl HubConnection {
         driver::bind(result??, self.format())
     }
 
-    /// Calls `method` without waiting for (or getting) a result: fire and forget. Returns once
-    /// the message was written to the transport.
+    /// Calls `method` without waiting for (or getting) a result: fire and forget.
+    ///
+    /// When it returns: while connected, once the message is queued for the transport, as the
+    /// official .NET client's `SendAsync` returns once the message is in the transport's pipe.
+    /// The queue holds 8,192 calls: when it is full, `send` waits for room. With stateful
+    /// reconnect, queued sends may take no more than the replay buffer's room: past it, `send`
+    /// waits until the message is written. While reconnecting, the message waits in the
+    /// outbox and `send` returns once it is written, or fails if it cannot be.
+    ///
+    /// What it promises: a message still queued when the connection is lost goes out once it is
+    /// back, like one sent while reconnecting (but when a stateful resume fails: then, like the
+    /// calls in flight, it is dropped). One that was being written when the link broke is, as in
+    /// the official clients, lost without stateful reconnect and replayed with it. If the
+    /// connection closes for good (the retry policy gives up, or `stop()` with the replay buffer
+    /// full), queued messages are not sent: the closed event says why, and the driver logs how
+    /// many (a `warn` event).
     ///
     /// Order: sends made one after another arrive in that order. Sends made at once (futures
     /// polled together, as by `join_all`) arrive in the order they were first polled, as long
-    /// as they fit the command queue (1,024 calls); past it, callers wait for room and may go
-    /// out in any order.
+    /// as they fit the command queue; past it, callers wait for room and may go out in any
+    /// order.
     pub async fn send(&self, method: &str, args: impl Serialize) -> Result<()> {
+        let arguments = self.arguments(&args)?;
+        let target = method.to_owned();
+        let size = driver::send_size(&target, &arguments);
+        let mut command = Box::new(Command::Send {
+            target,
+            arguments,
+            reply: None,
+            reservation: None,
+        });
+        let not_connected = || HubError::NotConnected {
+            state: self.state(),
+        };
+        if let Admission::Queue(reservation) = self.inner.shared.admit(size) {
+            if let Command::Send { reservation: r, .. } = &mut *command {
+                *r = reservation;
+            }
+            // Queued under the lock when there is room, without a clone of the sender.
+            {
+                let commands = lock(&self.inner.commands);
+                match commands.as_ref().map(|c| c.try_send(command)) {
+                    Some(Ok(())) => return Ok(()),
+                    Some(Err(mpsc::error::TrySendError::Full(c))) => command = c,
+                    None | Some(Err(mpsc::error::TrySendError::Closed(_))) => {
+                        return Err(not_connected());
+                    }
+                }
+            }
+            return self
+                .sender()?
+                .send(command)
+                .await
+                .map_err(|_| not_connected());
+        }
+        // Not connected, or the replay buffer has no room: wait for the outcome.
         let (reply, sent) = oneshot::channel();
-        self.command(Command::Send {
-            target: method.to_owned(),
-            arguments: self.arguments(&args)?,
-            reply,
-        })
-        .await?;
+        if let Command::Send { reply: r, .. } = &mut *command {
+            *r = Some(reply);
+        }
+        queue_boxed(&self.sender()?, command)
+            .await
+            .map_err(|()| not_connected())?;
         sent.await.map_err(|_| HubError::Stopped)?
     }
 
@@ -427,25 +541,14 @@ impl HubConnection {
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let handler = Arc::new(handler);
-        let target_name = target.to_owned();
         self.register(
             target,
             Arc::new(move |args: Arguments, _format| {
-                let handler = Arc::clone(&handler);
-                let target = target_name.clone();
-                async move {
-                    match args.deserialize::<A>() {
-                        Ok(a) => {
-                            handler(a).await;
-                            Outcome::Done
-                        }
-                        Err(e) => {
-                            Outcome::Failed(format!("arguments for '{target}' do not bind: {e}"))
-                        }
-                    }
+                // Bound before the future is made: only the handler's own future is boxed.
+                match args.deserialize::<A>() {
+                    Ok(a) => handler(a).map(|()| Outcome::Done).boxed(),
+                    Err(e) => std::future::ready(Outcome::Unbound(e.to_string())).boxed(),
                 }
-                .boxed()
             }),
         )
     }
@@ -459,32 +562,22 @@ impl HubConnection {
         F: Fn(A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = std::result::Result<R, String>> + Send + 'static,
     {
-        let handler = Arc::new(handler);
-        let target_name = target.to_owned();
         self.register(
             target,
-            Arc::new(move |args: Arguments, format| {
-                let handler = Arc::clone(&handler);
-                let target = target_name.clone();
-                async move {
-                    let a = match args.deserialize::<A>() {
-                        Ok(a) => a,
-                        Err(e) => {
-                            return Outcome::Failed(format!(
-                                "arguments for '{target}' do not bind: {e}"
-                            ));
-                        }
-                    };
-                    match handler(a).await {
-                        Ok(value) => match Payload::from_value(format, &value) {
-                            Ok(p) => Outcome::Value(p),
-                            Err(e) => Outcome::Failed(e.to_string()),
-                        },
-                        Err(e) => Outcome::Failed(e),
-                    }
-                }
-                .boxed()
-            }),
+            Arc::new(
+                move |args: Arguments, format| match args.deserialize::<A>() {
+                    Ok(a) => handler(a)
+                        .map(move |answer| match answer {
+                            Ok(value) => match Payload::from_value(format, &value) {
+                                Ok(p) => Outcome::Value(p),
+                                Err(e) => Outcome::Failed(e.to_string()),
+                            },
+                            Err(e) => Outcome::Failed(e),
+                        })
+                        .boxed(),
+                    Err(e) => std::future::ready(Outcome::Unbound(e.to_string())).boxed(),
+                },
+            ),
         )
     }
 

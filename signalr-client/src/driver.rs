@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     HubConnectionState,
-    connection::{Config, Shared},
+    connection::{Config, Reservation, Shared},
     error::{HubError, Result},
     handlers::{self, Dispatch},
     rt,
@@ -44,7 +44,10 @@ pub(crate) enum Command {
     Send {
         target: String,
         arguments: Arguments,
-        reply: oneshot::Sender<Result<()>>,
+        /// `None` for a send already reported done when it was queued.
+        reply: Option<oneshot::Sender<Result<()>>>,
+        /// Its share of the replay buffer's room, for a send done once queued.
+        reservation: Option<Reservation>,
     },
     Stream {
         id: String,
@@ -70,12 +73,18 @@ pub(crate) enum Command {
     },
 }
 
-/// A call waiting for the server.
+/// About how many bytes a message's envelope takes on the wire beside its target and payload.
+const ENVELOPE: usize = 64;
+
+/// About how many bytes a send of `target` with `arguments` takes on the wire.
+pub(crate) fn send_size(target: &str, arguments: &Arguments) -> usize {
+    ENVELOPE + target.len() + arguments.as_bytes().len()
+}
+
 impl Command {
     /// About how many bytes the command's message takes on the wire (its payload plus the
     /// envelope), for the replay buffer's budget.
     fn size_hint(&self) -> usize {
-        const ENVELOPE: usize = 64;
         ENVELOPE
             + match self {
                 Self::Invoke {
@@ -419,7 +428,8 @@ impl Driver {
             }
             command => {
                 let capacity = self.config.outbox_capacity;
-                refuse(command, || HubError::OutboxFull { capacity });
+                let error = || HubError::OutboxFull { capacity };
+                note_unsent(usize::from(refuse(command, error)), &error());
             }
         }
     }
@@ -510,6 +520,12 @@ impl Driver {
     }
 
     fn connected(&self, session: &Session) {
+        self.shared.set_send_room(
+            session
+                .stateful
+                .as_ref()
+                .map_or(usize::MAX, |(b, _)| b.room()),
+        );
         self.shared.set_connection_id(session.connection_id.clone());
         self.shared.set_state(HubConnectionState::Connected);
     }
@@ -519,9 +535,11 @@ impl Driver {
         self.fail_pending(&pending_error);
         // Calls still queued get the same answer, rather than a dropped reply.
         self.commands.close();
+        let mut unsent = 0;
         while let Ok(command) = self.commands.try_recv() {
-            refuse(*command, || failure(&pending_error));
+            unsent += usize::from(refuse(*command, || failure(&pending_error)));
         }
+        note_unsent(unsent, &pending_error);
         self.shared.set_connection_id(None);
         self.shared.set_state(HubConnectionState::Disconnected);
         self.shared.emit_closed(error);
@@ -613,7 +631,8 @@ impl Driver {
 
     /// Answers a command that cannot run now.
     fn reject(command: Command, state: HubConnectionState) {
-        refuse(command, || HubError::NotConnected { state });
+        let error = || HubError::NotConnected { state };
+        note_unsent(usize::from(refuse(command, error)), &error());
     }
 
     /// Fails every call in flight, and every call waiting in the outbox, with `error`.
@@ -625,9 +644,11 @@ impl Driver {
                 Pending::Stream(items) => drop(items.try_send(Err(make()))),
             }
         }
+        let mut unsent = 0;
         for command in self.outbox.drain(..) {
-            refuse(command, make);
+            unsent += usize::from(refuse(command, make));
         }
+        note_unsent(unsent, error);
     }
 
     /// Sends Close (best effort) and closes the transport.
@@ -794,6 +815,9 @@ impl Driver {
     ) -> std::result::Result<(), Exit> {
         let mut messages = Vec::new();
         let mut sent_replies = Vec::new();
+        // Given back once written, when the replay buffer's room is published again.
+        let mut reservations = Vec::new();
+        let mut done_sends = 0;
         let mut stops = Vec::new();
         for command in commands {
             match command {
@@ -825,11 +849,14 @@ impl Driver {
                     target,
                     arguments,
                     reply,
+                    reservation,
                 } => {
                     messages.push(HubMessage::Invocation(Invocation::non_blocking(
                         target, arguments,
                     )));
-                    sent_replies.push(reply);
+                    done_sends += usize::from(reply.is_none());
+                    sent_replies.extend(reply);
+                    reservations.extend(reservation);
                 }
                 Command::Stream {
                     id,
@@ -858,6 +885,10 @@ impl Driver {
         // With stateful reconnect a message that could not be written is in the replay buffer
         // and goes out after the resume: accepted, not failed.
         let accepted = written.is_ok() || session.stateful.is_some();
+        drop(reservations);
+        if let (Err(e), false) = (&written, accepted) {
+            note_unsent(done_sends, e);
+        }
         for reply in sent_replies {
             let _ = reply.send(match &written {
                 Err(e) if !accepted => Err(HubError::ConnectionLost(Arc::clone(e))),
@@ -904,6 +935,7 @@ impl Driver {
                 buffer.on_sent(frames.slice(range));
             }
             self.shared.note_replay_bytes(buffer.buffered_bytes());
+            self.shared.set_send_room(buffer.room());
         }
         // A write that cannot finish (a blackholed socket's full buffer, a POST nobody
         // answers) must not keep the loop from noticing the server's silence: it may take
@@ -927,8 +959,16 @@ impl Driver {
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(HubError::Protocol(e)),
             };
-            if let Err(e) = self.on_message(session, message).await {
-                break Err(e);
+            // Synchronous but for a stream item, which may wait for its consumer: no future
+            // is made per message.
+            match self.on_message(session, message) {
+                Ok(None) => {}
+                Ok(Some(item)) => {
+                    if let Err(e) = self.on_stream_item(session, item).await {
+                        break Err(e);
+                    }
+                }
+                Err(e) => break Err(e),
             }
         };
         // What arrived before a bad message still reaches its handlers. Waits only when 64
@@ -992,7 +1032,12 @@ impl Driver {
         Ok(())
     }
 
-    async fn on_message(&mut self, session: &mut Session, message: HubMessage) -> Result<()> {
+    /// Handles `message`, but for a stream item, handed back for [`Self::on_stream_item`].
+    fn on_message(
+        &mut self,
+        session: &mut Session,
+        message: HubMessage,
+    ) -> Result<Option<signalr_protocol::StreamItem>> {
         if let Some((buffer, _)) = &mut session.stateful {
             let kind = message.message_type();
             if kind.is_trackable() || matches!(message, HubMessage::Sequence(_)) {
@@ -1003,7 +1048,7 @@ impl Driver {
                 }
             }
             if kind.is_trackable() && !buffer.on_received() {
-                return Ok(()); // a replayed duplicate, or before the server's Sequence
+                return Ok(None); // a replayed duplicate, or before the server's Sequence
             }
         }
         match message {
@@ -1015,7 +1060,7 @@ impl Driver {
                 };
                 session.to_dispatch.push(dispatch);
             }
-            HubMessage::StreamItem(item) => self.on_stream_item(session, item).await?,
+            HubMessage::StreamItem(item) => return Ok(Some(item)),
             HubMessage::Completion(c) => match self.pending.remove(&c.invocation_id) {
                 Some(Pending::Invoke(reply)) => {
                     let _ = reply.send(Ok(c.result));
@@ -1047,6 +1092,7 @@ impl Driver {
             HubMessage::Ack(ack) => {
                 if let Some((buffer, _)) = &mut session.stateful {
                     buffer.on_ack(ack.sequence_id).map_err(HubError::Protocol)?;
+                    self.shared.set_send_room(buffer.room());
                 }
             }
             HubMessage::Sequence(seq) => {
@@ -1059,7 +1105,7 @@ impl Driver {
             // Ping: received traffic already reset the server timeout.
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -1091,14 +1137,26 @@ fn failure(error: &Arc<HubError>) -> HubError {
     }
 }
 
-fn refuse(command: Command, make: impl Fn() -> HubError) {
+/// `true` for a send that was reported done when queued: nobody learns of it but the log.
+fn refuse(command: Command, make: impl Fn() -> HubError) -> bool {
     match command {
         Command::Invoke { reply, .. } => drop(reply.send(Err(make()))),
-        Command::Send { reply, .. } => drop(reply.send(Err(make()))),
+        Command::Send {
+            reply: Some(reply), ..
+        } => drop(reply.send(Err(make()))),
+        Command::Send { .. } => return true,
         Command::Stream { items, .. } => drop(items.try_send(Err(make()))),
         // The items of an upload whose call could not be made go nowhere.
         Command::Cancel { .. } | Command::UploadItem { .. } | Command::UploadDone { .. } => {}
         Command::Stop { reply } => acknowledge(vec![reply]),
+    }
+    false
+}
+
+/// Logs the sends reported done when queued that will not go out.
+fn note_unsent(unsent: usize, error: &HubError) {
+    if unsent > 0 {
+        warn!(unsent, error = %error, "sends queued before the connection was lost were not sent");
     }
 }
 

@@ -17,8 +17,10 @@ pub(crate) enum Outcome {
     Done,
     /// A client-result handler's value.
     Value(Payload),
-    /// The handler failed (bad arguments, an error, a panic).
+    /// The handler failed (an error, a panic).
     Failed(String),
+    /// The arguments did not bind to the handler's types: why.
+    Unbound(String),
 }
 
 pub(crate) type HandlerFn =
@@ -35,6 +37,8 @@ type HandlerList = Arc<Vec<(u64, HandlerFn)>>;
 pub(crate) struct Handlers {
     map: Mutex<HashMap<String, HandlerList>>,
     next: std::sync::atomic::AtomicU64,
+    /// Bumped by every change, so that a reader may keep a list while it is unchanged.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// `target` lower-cased; borrowed when it is ASCII with no upper-case letter already (no
@@ -56,6 +60,8 @@ impl Handlers {
         let mut map = self.lock();
         let list = map.entry(key(target).into_owned()).or_default();
         Arc::make_mut(list).push((id, f));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         id
     }
 
@@ -68,6 +74,8 @@ impl Handlers {
                 map.remove(key.as_ref());
             }
         }
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     fn get(&self, target: &str) -> Option<HandlerList> {
@@ -124,57 +132,110 @@ pub(crate) async fn run(
     mut incoming: mpsc::Receiver<Vec<Dispatch>>,
     answers: mpsc::UnboundedSender<Box<Completion>>,
 ) {
+    let mut lookup = Lookup::default();
     while let Some(batch) = incoming.recv().await {
         for d in batch {
-            if !handle(&handlers, format, d, &answers).await {
+            let found = lookup.get(&handlers, &d.target);
+            if !handle(found, format, d, &answers).await {
                 return;
             }
         }
     }
 }
 
-/// Runs the handlers of one invocation; `false` once answers can no longer be sent.
+/// The handlers of the last target looked up, kept while no handler is added or removed: a
+/// burst of invocations of one target takes the lock and hashes its name once.
+#[derive(Default)]
+struct Lookup {
+    target: String,
+    generation: u64,
+    list: Option<HandlerList>,
+}
+
+impl Lookup {
+    fn get(&mut self, handlers: &Handlers, target: &str) -> HandlerList {
+        let generation = handlers
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        match &self.list {
+            Some(list) if generation == self.generation && self.target == target => {
+                Arc::clone(list)
+            }
+            _ => {
+                // Read after the generation: a change meanwhile only makes the next call look
+                // again.
+                let list = handlers.get(target).unwrap_or_default();
+                target.clone_into(&mut self.target);
+                self.generation = generation;
+                self.list = Some(Arc::clone(&list));
+                list
+            }
+        }
+    }
+}
+
+/// Runs the handlers `found` for one invocation; `false` once answers can no longer be sent.
 async fn handle(
-    handlers: &Handlers,
+    found: HandlerList,
     format: PayloadFormat,
     d: Dispatch,
     answers: &mpsc::UnboundedSender<Box<Completion>>,
 ) -> bool {
-    {
-        let found = handlers.get(&d.target).unwrap_or_default();
-        if found.is_empty() {
-            debug!(target = d.target, "no handler for a server invocation");
-        }
-        let mut values = Vec::new();
-        let mut failure = None;
-        for (_, f) in found.iter() {
-            let outcome = AssertUnwindSafe(f(d.arguments.clone(), format))
+    if found.is_empty() {
+        debug!(target = d.target, "no handler for a server invocation");
+    }
+    let Dispatch {
+        target,
+        arguments,
+        invocation_id,
+    } = d;
+    let mut values = Vec::new();
+    let mut failure = None;
+    // Each handler gets the arguments; the last takes them, the others a copy.
+    let mut arguments = Some(arguments);
+    let last = found.len().saturating_sub(1);
+    for (i, (_, f)) in found.iter().enumerate() {
+        let args = if i == last {
+            arguments.take()
+        } else {
+            arguments.clone()
+        };
+        let Some(args) = args else { break };
+        // A handler may panic when called (binding its arguments, or a plain `fn` that makes
+        // its future) or when polled: either fails this invocation, not the task.
+        let panicked = || Outcome::Failed(format!("the handler for '{target}' panicked"));
+        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| f(args, format))) {
+            Ok(future) => AssertUnwindSafe(future)
                 .catch_unwind()
                 .await
-                .unwrap_or_else(|_| {
-                    Outcome::Failed(format!("the handler for '{}' panicked", d.target))
-                });
-            match outcome {
-                Outcome::Done => {}
-                Outcome::Value(v) => values.push(v),
-                Outcome::Failed(e) => {
-                    warn!(target = d.target, error = e, "handler failed");
-                    failure.get_or_insert(e);
-                }
+                .unwrap_or_else(|_| panicked()),
+            Err(_) => panicked(),
+        };
+        match outcome {
+            Outcome::Done => {}
+            Outcome::Value(v) => values.push(v),
+            Outcome::Failed(e) => {
+                warn!(target, error = e, "handler failed");
+                failure.get_or_insert(e);
+            }
+            Outcome::Unbound(e) => {
+                let e = format!("arguments for '{target}' do not bind: {e}");
+                warn!(target, error = e, "handler failed");
+                failure.get_or_insert(e);
             }
         }
-        let Some(id) = d.invocation_id else {
-            return true;
-        };
-        // The official clients' answers: one value, or these errors.
-        let completion = match (values.len(), failure) {
-            (_, Some(e)) if values.is_empty() => Completion::error(id, e),
-            (1, _) => Completion::value(id, values.remove(0)),
-            (0, _) => Completion::error(id, "Client didn't provide a result."),
-            _ => Completion::error(id, "Client provided multiple results."),
-        };
-        answers.send(Box::new(completion)).is_ok()
     }
+    let Some(id) = invocation_id else {
+        return true;
+    };
+    // The official clients' answers: one value, or these errors.
+    let completion = match (values.len(), failure) {
+        (_, Some(e)) if values.is_empty() => Completion::error(id, e),
+        (1, _) => Completion::value(id, values.remove(0)),
+        (0, _) => Completion::error(id, "Client didn't provide a result."),
+        _ => Completion::error(id, "Client provided multiple results."),
+    };
+    answers.send(Box::new(completion)).is_ok()
 }
 
 #[cfg(test)]

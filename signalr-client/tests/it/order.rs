@@ -1,5 +1,5 @@
-//! Sends: a burst keeps its order on every transport, and a client that only sends stays
-//! connected on its keep-alive.
+//! Sends: a burst keeps its order on every transport, a client that only sends stays connected
+//! on its keep-alive, and when `send` returns.
 
 use std::{
     sync::{Arc, Mutex},
@@ -22,7 +22,7 @@ fn record(conn: &HubConnection) -> (signalr_client::Subscription, Arc<Mutex<Vec<
     (sub, seen)
 }
 
-/// Sends made in one burst, up to the command queue's capacity (1,024), arrive once and in the
+/// Sends made in one burst, within the command queue's capacity (8,192), arrive once and in the
 /// order they were polled. (They used to be reordered by tokio's task budget, which made the
 /// 128th send of a burst wait.)
 #[tokio::test]
@@ -79,6 +79,49 @@ async fn a_client_that_only_sends_stays_connected() {
     conn.send("SendToCaller", ("n", 20)).await.unwrap();
     wait_len(&seen, 21).await;
     assert_eq!(conn.state(), HubConnectionState::Connected);
+    conn.stop().await.unwrap();
+    s.shutdown().await;
+}
+
+/// While connected, `send` returns once the message is queued, before the driver has written it
+/// (on this current-thread runtime, before any other task has run), as the official .NET
+/// client's `SendAsync` returns once the message is in the transport's pipe. While reconnecting
+/// it waits in the outbox until written. Either way each message arrives once, in order.
+#[tokio::test]
+async fn a_send_returns_once_queued_while_connected_and_once_written_while_reconnecting() {
+    use futures_util::FutureExt as _;
+    let s = server(|_| {}).await;
+    let conn = signalr_client::HubConnectionBuilder::new(s.url())
+        .with_automatic_reconnect_policy(signalr_client::reconnect::FixedDelays::from_millis(&[
+            300,
+        ]))
+        .build()
+        .unwrap();
+    let events = crate::support::Events::attach(&conn);
+    let (_n, seen) = record(&conn);
+    conn.start().await.unwrap();
+    for i in 0..3 {
+        let send = conn.send("SendToCaller", ("n", i)).now_or_never();
+        assert!(
+            matches!(send, Some(Ok(()))),
+            "send {i} did not return at once"
+        );
+    }
+    wait_len(&seen, 3).await;
+    s.controls().abort_all();
+    events.wait_for("reconnecting").await;
+    let mut waiting = Box::pin(conn.send("SendToCaller", ("n", 3)));
+    assert!(
+        (&mut waiting).now_or_never().is_none(),
+        "a send while reconnecting returned before it was written"
+    );
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    events.wait_for("reconnected").await;
+    wait_len(&seen, 4).await;
+    assert_eq!(*seen.lock().unwrap(), [0, 1, 2, 3]);
     conn.stop().await.unwrap();
     s.shutdown().await;
 }

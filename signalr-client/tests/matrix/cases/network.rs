@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use signalr_client::{
-    HubConnectionState, HubError, protocol::TransportKind, reconnect::FixedDelays,
-};
+use signalr_client::{HubConnectionState, HubError, reconnect::FixedDelays};
 use signalr_testserver::proxy::{FaultProxy, Mode};
 
 use crate::{
@@ -297,7 +295,7 @@ async fn sends_to_a_server_that_reads_nothing_end_in_time(pair: Pair) {
             tokio::spawn(async move { conn.send("Echo", (payload,)).await })
         })
         .collect();
-    // Every send ends (handed to the socket, or failed with a typed error): none hangs.
+    // Every send ends (queued, or failed with a typed error): none hangs.
     let mut failed = 0;
     for send in sends {
         if let Err(e) = within(send).await.unwrap() {
@@ -317,9 +315,9 @@ async fn sends_to_a_server_that_reads_nothing_end_in_time(pair: Pair) {
         closed.contains("timed out") || closed.contains("transport"),
         "{closed} ({failed} sends failed)"
     );
-    if pair.transport == TransportKind::LongPolling {
-        assert!(failed > 0, "a blackholed POST cannot succeed");
-    }
+    // A send is done once queued while connected (as .NET's `SendAsync` once the message is in
+    // the pipe), so sends stuck behind a blackholed POST end without an error of their own: the
+    // closed event above says why they did not go out.
     drop(proxy);
     s.shutdown().await;
 }
