@@ -9,10 +9,11 @@
 //! thread and one client thread fill this 2-core machine without oversubscribing it, and no
 //! message pays a wake-up across cores inside the server (`E2E_SERVER_RT=multi` for two
 //! workers). Our client runs on a two-worker multi-thread runtime (`E2E_CLIENT_RT=current` to
-//! change it); its invoke latency, and the raw floor's, are also measured on a current-thread
-//! runtime of their own. The official client runs as `interop/peers/bench.mjs` under Node, from the packages `.ci/run` installs
-//! (`npm ci --prefix interop`); without them its comparisons are skipped and say so. The raw floor
-//! is a tokio-tungstenite client and server in this process, moving the same bytes.
+//! change it); its invoke latency, send and receive rates, and the raw floor's, are also measured
+//! on a current-thread runtime of their own, where the targets are judged. The official client
+//! runs as `interop/peers/bench.mjs` under Node, from the packages `.ci/run` installs (`npm ci
+//! --prefix interop`); without them its comparisons are skipped and say so. The raw floor is a
+//! tokio-tungstenite client and server in this process, moving the same bytes.
 //!
 //! Every figure is a median over the rounds (min and max beside it); each comparison is a ratio of
 //! medians from the same run, with its target and PASS or MISS. Nothing here is a test.
@@ -404,6 +405,63 @@ async fn raw_invoke(url: &str, n: usize) -> (f64, f64) {
     percentiles(&mut times)
 }
 
+/// The test server's own ceiling for `send`: `n` Echo invocations without an id, hand-encoded and
+/// fed over a raw socket (flushed once), then an invoke as the barrier. Per second.
+async fn raw_send_to_server(url: &str, n: usize) -> f64 {
+    let ws_url = url.replacen("http://", "ws://", 1);
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_nodelay(true).unwrap();
+    }
+    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
+        .await
+        .unwrap();
+    let frame = format!(
+        "{{\"type\":1,\"target\":\"Echo\",\"arguments\":[\"{}\"]}}\u{1e}",
+        payload()
+    );
+    let t0 = Instant::now();
+    // As the official client joins what was queued: 256 invocations per WebSocket message.
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(256);
+        ws.feed(Message::text(frame.repeat(k))).await.unwrap();
+        left -= k;
+    }
+    let barrier = format!(
+        "{{\"type\":1,\"invocationId\":\"0\",\"target\":\"Echo\",\"arguments\":[\"{}\"]}}\u{1e}",
+        payload()
+    );
+    ws.send(Message::text(barrier)).await.unwrap();
+    raw_completion(&mut ws, 0).await;
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// The test server's own ceiling for `Sequence(n)`: read over a raw socket, counting record
+/// separators until the completion. Messages per second.
+async fn raw_receive_from_server(url: &str, n: usize) -> f64 {
+    let ws_url = url.replacen("http://", "ws://", 1);
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
+        s.set_nodelay(true).unwrap();
+    }
+    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    ws.send(Message::text(format!(
+        "{{\"type\":1,\"invocationId\":\"0\",\"target\":\"Sequence\",\"arguments\":[{n}]}}\u{1e}"
+    )))
+    .await
+    .unwrap();
+    let mut seen = 0;
+    while seen < n {
+        let text = ws.next().await.unwrap().unwrap().into_text().unwrap();
+        seen += text.as_str().matches("\"seq\"").count();
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
 /// Reads until the completion of `id` (past the handshake answer, welcome and pings).
 async fn raw_completion(
     ws: &mut tokio_tungstenite::WebSocketStream<
@@ -644,6 +702,8 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
                 "receive" => ours_receive(&url, false, sizes.receives).await,
                 "receive-mp" => ours_receive(&url, true, sizes.receives).await,
                 "send-mp" => ours_send(&url, true, sizes.sends).await,
+                "server-send" => raw_send_to_server(&url, sizes.sends).await,
+                "server-receive" => raw_receive_from_server(&url, sizes.receives).await,
                 "memory" => idle_memory(&url, sizes.idle).await / 1024.0,
                 _ => ours_stream(&url, false, sizes.items).await,
             };
@@ -699,6 +759,18 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
             add(&mut s, format!("send_{tag}"), rate);
             let rate = ours_receive(&url, messagepack, sizes.receives).await;
             add(&mut s, format!("recv_{tag}"), rate);
+            let n = sizes.sends;
+            let rate = on_current_thread(&url, move |url| async move {
+                ours_send(&url, messagepack, n).await
+            })
+            .await;
+            add(&mut s, format!("ctsend_{tag}"), rate);
+            let n = sizes.receives;
+            let rate = on_current_thread(&url, move |url| async move {
+                ours_receive(&url, messagepack, n).await
+            })
+            .await;
+            add(&mut s, format!("ctrecv_{tag}"), rate);
             let rate = ours_stream(&url, messagepack, sizes.items).await;
             add(&mut s, format!("stream_{tag}"), rate);
         }
@@ -722,6 +794,19 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
         add(&mut s, "raw_send".into(), rate);
         let rate = raw_receive(raw_recv_addr, sizes.receives).await;
         add(&mut s, "raw_recv".into(), rate);
+        let (frame, n) = (echo_frame.clone(), sizes.sends);
+        let rate = on_current_thread(&url, move |_| async move {
+            raw_send(raw_send_addr, &frame, n).await
+        })
+        .await;
+        add(&mut s, "rawct_send".into(), rate);
+        let n = sizes.receives;
+        let rate = on_current_thread(
+            &url,
+            move |_| async move { raw_receive(raw_recv_addr, n).await },
+        )
+        .await;
+        add(&mut s, "rawct_recv".into(), rate);
     }
     eprintln!("idle connections, blackhole, reconnect");
     let mut memory = Samples::default();
@@ -816,42 +901,40 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
         }
     }
     for (proto, key) in [("JSON", "json"), ("MessagePack", "mp")] {
-        metrics.push(Metric {
-            name: format!("send Echo 100 B, {proto}"),
-            unit: "msg/s",
-            ours: get(&format!("send_{key}")),
-            baseline_name: "raw tokio-tungstenite".into(),
-            baseline: Some(get("raw_send")),
-            goal: Some(Goal::AtLeast(0.2)),
-            target: "≥ 0.2 × raw".into(),
-        });
-        metrics.push(Metric {
-            name: format!("send Echo 100 B, {proto}, vs JS"),
-            unit: "msg/s",
-            ours: get(&format!("send_{key}")),
-            baseline_name: "official JS client".into(),
-            baseline: js_base(&format!("jssend_{key}")),
-            goal: None,
-            target: "(reported)".into(),
-        });
-        metrics.push(Metric {
-            name: format!("receive Sequence to a handler, {proto}"),
-            unit: "msg/s",
-            ours: get(&format!("recv_{key}")),
-            baseline_name: "raw tokio-tungstenite".into(),
-            baseline: Some(get("raw_recv")),
-            goal: Some(Goal::AtLeast(0.3)),
-            target: "≥ 0.3 × raw".into(),
-        });
-        metrics.push(Metric {
-            name: format!("receive Sequence to a handler, {proto}, vs JS"),
-            unit: "msg/s",
-            ours: get(&format!("recv_{key}")),
-            baseline_name: "official JS client".into(),
-            baseline: js_base(&format!("jsrecv_{key}")),
-            goal: None,
-            target: "(reported)".into(),
-        });
+        // Judged like invoke, like for like on a current-thread runtime: ours against the raw
+        // floor measured on one of its own. The multi-thread rows are reported beside.
+        for (what, ours, raw, goal) in [
+            ("send Echo 100 B", "send", "send", 0.2),
+            ("receive Sequence to a handler", "recv", "recv", 0.3),
+        ] {
+            metrics.push(Metric {
+                name: format!("{what}, {proto}, current-thread"),
+                unit: "msg/s",
+                ours: get(&format!("ct{ours}_{key}")),
+                baseline_name: "raw tokio-tungstenite, current-thread".into(),
+                baseline: Some(get(&format!("rawct_{raw}"))),
+                goal: Some(Goal::AtLeast(goal)),
+                target: format!("≥ {goal} × raw"),
+            });
+            metrics.push(Metric {
+                name: format!("{what}, {proto}, multi-thread"),
+                unit: "msg/s",
+                ours: get(&format!("{ours}_{key}")),
+                baseline_name: "raw tokio-tungstenite, multi-thread".into(),
+                baseline: Some(get(&format!("raw_{raw}"))),
+                goal: None,
+                target: "(reported)".into(),
+            });
+            metrics.push(Metric {
+                name: format!("{what}, {proto}, multi-thread, vs JS"),
+                unit: "msg/s",
+                ours: get(&format!("{ours}_{key}")),
+                baseline_name: "official JS client".into(),
+                baseline: js_base(&format!("js{ours}_{key}")),
+                goal: None,
+                target: "(reported)".into(),
+            });
+        }
         metrics.push(Metric {
             name: format!("stream Counter items, {proto}"),
             unit: "items/s",
@@ -862,12 +945,13 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
             target: "(reported)".into(),
         });
     }
-    // MessagePack no slower than JSON (10 % allowed for the machine's noise); latency on the
-    // current-thread runtime, where the machine's wake-ups do not swamp it.
+    // MessagePack no slower than JSON (10 % allowed for the machine's noise), on the rows the
+    // targets are judged on: the current-thread runtime, where the machine's wake-ups do not
+    // swamp the client's own cost.
     for (what, key, lower_is_better) in [
         ("invoke p50, current-thread", "ct50", true),
-        ("send", "send", false),
-        ("receive", "recv", false),
+        ("send, current-thread", "ctsend", false),
+        ("receive, current-thread", "ctrecv", false),
         ("stream", "stream", false),
     ] {
         metrics.push(Metric {
