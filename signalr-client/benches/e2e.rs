@@ -314,6 +314,10 @@ async fn blackhole_and_reconnect(server_addr: std::net::SocketAddr, url: &str) -
 // ---------------------------------------------------------------------------------------------
 // The raw floor: tokio-tungstenite both ends, in this process, the same bytes
 
+/// A tokio-tungstenite client socket.
+type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
 /// A raw WebSocket server: counts frames and answers `barrier` with the count; answers `give N`
 /// with N frames of `frame`, fed and flushed once.
 async fn raw_server(frame: String) -> std::net::SocketAddr {
@@ -346,9 +350,7 @@ async fn raw_server(frame: String) -> std::net::SocketAddr {
     addr
 }
 
-async fn raw_client(
-    addr: std::net::SocketAddr,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn raw_client(addr: std::net::SocketAddr) -> RawSocket {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
         .await
         .unwrap();
@@ -371,10 +373,9 @@ async fn raw_send(addr: std::net::SocketAddr, frame: &str, n: usize) -> f64 {
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
-/// The same `invoke("Echo", 100 B)` round trips against the test server, hand-written over a
-/// raw tokio-tungstenite socket (skip negotiation, JSON): what the server and the socket cost
-/// without any client library. p50 and p99 in µs.
-async fn raw_invoke(url: &str, n: usize) -> (f64, f64) {
+/// A raw tokio-tungstenite socket to the test server's hub (no negotiation, `TCP_NODELAY`), past
+/// the JSON handshake request.
+async fn raw_hub(url: &str) -> RawSocket {
     let ws_url = url.replacen("http://", "ws://", 1);
     let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
@@ -383,6 +384,14 @@ async fn raw_invoke(url: &str, n: usize) -> (f64, f64) {
     ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
         .await
         .unwrap();
+    ws
+}
+
+/// The same `invoke("Echo", 100 B)` round trips against the test server, hand-written over a
+/// raw tokio-tungstenite socket (skip negotiation, JSON): what the server and the socket cost
+/// without any client library. p50 and p99 in µs.
+async fn raw_invoke(url: &str, n: usize) -> (f64, f64) {
+    let mut ws = raw_hub(url).await;
     let call = |id: usize| {
         format!(
             "{{\"type\":1,\"invocationId\":\"{id}\",\"target\":\"Echo\",\"arguments\":[\"{}\"]}}{RS}",
@@ -408,14 +417,7 @@ async fn raw_invoke(url: &str, n: usize) -> (f64, f64) {
 /// The test server's own ceiling for `send`: `n` Echo invocations without an id, hand-encoded and
 /// fed over a raw socket (flushed once), then an invoke as the barrier. Per second.
 async fn raw_send_to_server(url: &str, n: usize) -> f64 {
-    let ws_url = url.replacen("http://", "ws://", 1);
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-    if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_nodelay(true).unwrap();
-    }
-    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
-        .await
-        .unwrap();
+    let mut ws = raw_hub(url).await;
     let frame = format!(
         "{{\"type\":1,\"target\":\"Echo\",\"arguments\":[\"{}\"]}}\u{1e}",
         payload()
@@ -437,17 +439,10 @@ async fn raw_send_to_server(url: &str, n: usize) -> f64 {
     n as f64 / t0.elapsed().as_secs_f64()
 }
 
-/// The test server's own ceiling for `Sequence(n)`: read over a raw socket, counting record
-/// separators until the completion. Messages per second.
+/// The test server's own ceiling for `Sequence(n)`: read over a raw socket, counting the `seq`
+/// invocations until all `n` arrived. Messages per second.
 async fn raw_receive_from_server(url: &str, n: usize) -> f64 {
-    let ws_url = url.replacen("http://", "ws://", 1);
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-    if let tokio_tungstenite::MaybeTlsStream::Plain(s) = ws.get_ref() {
-        s.set_nodelay(true).unwrap();
-    }
-    ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
-        .await
-        .unwrap();
+    let mut ws = raw_hub(url).await;
     let t0 = Instant::now();
     ws.send(Message::text(format!(
         "{{\"type\":1,\"invocationId\":\"0\",\"target\":\"Sequence\",\"arguments\":[{n}]}}\u{1e}"
@@ -463,12 +458,7 @@ async fn raw_receive_from_server(url: &str, n: usize) -> f64 {
 }
 
 /// Reads until the completion of `id` (past the handshake answer, welcome and pings).
-async fn raw_completion(
-    ws: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-    id: usize,
-) {
+async fn raw_completion(ws: &mut RawSocket, id: usize) {
     let needle = format!("\"invocationId\":\"{id}\"");
     loop {
         let text = ws.next().await.unwrap().unwrap().into_text().unwrap();

@@ -76,7 +76,8 @@ pub(crate) enum Command {
 /// About how many bytes a message's envelope takes on the wire beside its target and payload.
 const ENVELOPE: usize = 64;
 
-/// About how many bytes a send of `target` with `arguments` takes on the wire.
+/// About how many bytes a call of `target` with `arguments` takes on the wire: the size a send
+/// done once queued reserves, and [`Command::size_hint`] of every call.
 pub(crate) fn send_size(target: &str, arguments: &Arguments) -> usize {
     ENVELOPE + target.len() + arguments.as_bytes().len()
 }
@@ -85,20 +86,19 @@ impl Command {
     /// About how many bytes the command's message takes on the wire (its payload plus the
     /// envelope), for the replay buffer's budget.
     fn size_hint(&self) -> usize {
-        ENVELOPE
-            + match self {
-                Self::Invoke {
-                    target, arguments, ..
-                }
-                | Self::Send {
-                    target, arguments, ..
-                }
-                | Self::Stream {
-                    target, arguments, ..
-                } => target.len() + arguments.as_bytes().len(),
-                Self::UploadItem { item, .. } => item.as_bytes().len(),
-                Self::Cancel { .. } | Self::UploadDone { .. } | Self::Stop { .. } => 0,
+        match self {
+            Self::Invoke {
+                target, arguments, ..
             }
+            | Self::Send {
+                target, arguments, ..
+            }
+            | Self::Stream {
+                target, arguments, ..
+            } => send_size(target, arguments),
+            Self::UploadItem { item, .. } => ENVELOPE + item.as_bytes().len(),
+            Self::Cancel { .. } | Self::UploadDone { .. } | Self::Stop { .. } => ENVELOPE,
+        }
     }
 }
 

@@ -254,6 +254,8 @@ fn write(message: &HubMessage, dst: &mut BytesMut) {
 
 /// Every property any message type uses, kept raw; `null` is kept as a value (so that
 /// `"result":null` differs from no `result`).
+/// [`CommonEnvelope`] declares the same properties, so that both reject the same duplicates: a
+/// property added here goes there too.
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "type", default, borrow, deserialize_with = "present")]

@@ -328,13 +328,13 @@ impl HubContext {
 
     /// Queues `command` for the caller's session: at once when there is room, else waiting.
     async fn command(&self, command: Command) -> HubResult<()> {
-        let gone = |_| HubError::new("the caller is gone");
+        let gone = || HubError::new("the caller is gone");
         match self.caller.try_send(command) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(command)) => {
-                self.caller.send(command).await.map_err(gone)
+                self.caller.send(command).await.map_err(|_| gone())
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(HubError::new("the caller is gone")),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(gone()),
         }
     }
 
@@ -361,14 +361,12 @@ impl HubContext {
     /// Invokes `method(args…)` on the caller and waits for its result (a client result).
     pub async fn invoke_caller(&self, method: &str, args: Vec<Payload>) -> HubResult<Payload> {
         let (reply, answer) = oneshot::channel();
-        self.caller
-            .send(Command::InvokeClient {
-                target: method.into(),
-                args,
-                reply,
-            })
-            .await
-            .map_err(|_| HubError::new("the caller is gone"))?;
+        self.command(Command::InvokeClient {
+            target: method.into(),
+            args,
+            reply,
+        })
+        .await?;
         answer
             .await
             .map_err(|_| HubError::new("the connection closed before the client answered"))?
@@ -377,8 +375,7 @@ impl HubContext {
     /// Sends the caller a Close message with these fields, then ends its connection.
     pub async fn close_caller(&self, error: Option<String>, allow_reconnect: bool) {
         let _ = self
-            .caller
-            .send(Command::Close {
+            .command(Command::Close {
                 error,
                 allow_reconnect,
             })

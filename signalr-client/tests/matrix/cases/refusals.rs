@@ -122,6 +122,16 @@ async fn handshake(ws: &mut Socket, version: u32) {
     assert!(!answer.contains("error"), "{answer}");
 }
 
+/// Sends `message` (a JSON hub message, without its separator) and checks that the server closes
+/// the connection for an id over the 256-byte limit.
+async fn refused_for_a_long_id(ws: &mut Socket, message: &str) {
+    ws.send(Message::text(format!("{message}{RS}")))
+        .await
+        .unwrap();
+    let close = read_until(ws, "\"type\":7").await;
+    assert!(close.contains("longer than 256"), "{close}");
+}
+
 async fn echo(ws: &mut Socket, id: &str) -> String {
     ws.send(Message::text(format!(
         "{{\"type\":1,\"invocationId\":\"{id}\",\"target\":\"Echo\",\"arguments\":[\"hi\"]}}{RS}"
@@ -142,25 +152,25 @@ async fn the_server_refuses_an_overlong_invocation_id(_: Pair) {
     assert!(completion.contains(&at_limit), "{completion}");
     // One byte over: a Close with an error, then the end.
     let over = "i".repeat(257);
-    ws.send(Message::text(format!(
-        "{{\"type\":1,\"invocationId\":\"{over}\",\"target\":\"Echo\",\"arguments\":[\"hi\"]}}{RS}"
-    )))
-    .await
-    .unwrap();
-    let close = read_until(&mut ws, "\"type\":7").await;
-    assert!(close.contains("longer than 256"), "{close}");
+    refused_for_a_long_id(
+        &mut ws,
+        &format!(
+            "{{\"type\":1,\"invocationId\":\"{over}\",\"target\":\"Echo\",\"arguments\":[\"hi\"]}}"
+        ),
+    )
+    .await;
     // A stream id over the limit is refused the same way.
     let (mut ws, _) = tokio_tungstenite::connect_async(s.url().replace("http://", "ws://"))
         .await
         .unwrap();
     handshake(&mut ws, 1).await;
-    ws.send(Message::text(format!(
-        "{{\"type\":1,\"invocationId\":\"1\",\"target\":\"Sum\",\"arguments\":[],\"streamIds\":[\"{over}\"]}}{RS}"
-    )))
-    .await
-    .unwrap();
-    let close = read_until(&mut ws, "\"type\":7").await;
-    assert!(close.contains("longer than 256"), "{close}");
+    refused_for_a_long_id(
+        &mut ws,
+        &format!(
+            "{{\"type\":1,\"invocationId\":\"1\",\"target\":\"Sum\",\"arguments\":[],\"streamIds\":[\"{over}\"]}}"
+        ),
+    )
+    .await;
     s.shutdown().await;
 }
 
