@@ -1056,8 +1056,16 @@ impl Session {
         // A transport that stops draining (a long-polling client that went away) must not hold
         // the session forever.
         let wait = self.config().disconnect_timeout.max(Duration::from_secs(1));
+        // Room in the channel (nearly always): no timer, no clock read.
+        let frame = match self.outbound.try_send(Outbound::Frame { bytes, binary }) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Full(frame)) => frame,
+            Err(mpsc::error::TrySendError::Closed(frame)) if self.stateful.is_some() => frame,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(Exit::Aborted("transport gone"));
+            }
+        };
         let deadline = crate::now() + wait;
-        let frame = Outbound::Frame { bytes, binary };
         if self.stateful.is_none() {
             return match timeout(wait, self.outbound.send(frame)).await {
                 Ok(Ok(())) => Ok(()),

@@ -23,8 +23,10 @@ use crate::{
 /// How long a resuming socket waits for the replaced one to let go of the connection.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Read buffer per socket: tungstenite's default of 128 KiB is resident on every connection.
-const READ_BUFFER: usize = 16 * 1024;
+/// Read buffer per socket: tungstenite's default of 128 KiB is resident on every connection,
+/// and tungstenite zero-fills up to this much of it before every read, so a small one is also
+/// cheaper per message (the client's default is 4 KiB too).
+const READ_BUFFER: usize = 4 * 1024;
 
 pub(super) fn connect(
     shared: &Arc<Shared>,
