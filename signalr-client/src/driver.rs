@@ -6,6 +6,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::Arc,
+    task::Poll,
     time::Duration,
 };
 
@@ -675,6 +676,11 @@ impl Driver {
         if let Err(e) = self.drain_messages(session).await {
             return Exit::Lost(e);
         }
+        // One timer for the session, moved when the next deadline moves (each message sent or
+        // received moves it later, which tokio does without touching its timer wheel), rather
+        // than a timer made and dropped on every turn of the loop.
+        let timer = tokio::time::sleep_until(far_future());
+        tokio::pin!(timer);
         loop {
             let full = session.stateful.as_ref().is_some_and(|(b, _)| b.is_full());
             // Calls held while reconnecting go first, as far as the replay buffer has room;
@@ -694,6 +700,11 @@ impl Driver {
             .into_iter()
             .flatten()
             .min();
+            if let Some(wake) = wake {
+                if timer.deadline() != wake {
+                    timer.as_mut().reset(wake);
+                }
+            }
             // A full replay buffer holds new calls back until the server acknowledges.
             let accepting = !full && self.outbox.is_empty();
             // Unbiased: a flood of calls must not starve receiving (and with it pings, Acks and
@@ -739,7 +750,7 @@ impl Driver {
                     // A record cut short is an error, not a clean end.
                     None => return Exit::Lost(session.decoder.finish().map_or_else(HubError::Protocol, |()| HubError::ConnectionClosed)),
                 },
-                () = sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {
+                () = &mut timer, if wake.is_some() => {
                     if session.ack_due.is_some_and(|due| due <= to_instant(rt::now())) {
                         session.ack_due = None;
                         if let Some(ack) = session.stateful.as_mut().and_then(|(b, _)| b.take_ack()) {
@@ -940,14 +951,18 @@ impl Driver {
         // A write that cannot finish (a blackholed socket's full buffer, a POST nobody
         // answers) must not keep the loop from noticing the server's silence: it may take
         // until the server timeout, no longer.
-        let send = session.transport.send(frames);
-        match session.keep_alive.server_deadline() {
-            Some(deadline) => tokio::time::timeout_at(to_instant(deadline), send)
-                .await
-                .map_err(|_| HubError::ServerTimeout)?,
-            None => send.await,
-        }
-        .map_err(HubError::Transport)?;
+        // Polled once first: a write that finishes at once (nearly all) needs no timer.
+        let mut send = session.transport.send(frames);
+        let sent = match std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
+            Poll::Ready(sent) => sent,
+            Poll::Pending => match session.keep_alive.server_deadline() {
+                Some(deadline) => tokio::time::timeout_at(to_instant(deadline), send)
+                    .await
+                    .map_err(|_| HubError::ServerTimeout)?,
+                None => send.await,
+            },
+        };
+        sent.map_err(HubError::Transport)?;
         session.keep_alive.on_message_sent(rt::now());
         Ok(())
     }
