@@ -1171,7 +1171,7 @@ where
 /// On this 2-vCPU machine a sequential round trip between two processes takes either ~13 µs
 /// (both on one vCPU: a switch each way) or ~90 µs (on two: each hop wakes a halted vCPU), at
 /// the scheduler's whim, and the placement holds for a whole measurement or flips in its
-/// middle; the official client sees the same (~47 or ~120 µs). Unpinned, a median of three
+/// middle; the official client sees the same (~23 or ~100 µs warm). Unpinned, a median of three
 /// rounds is a coin toss on both sides of the ratio. Pinned, ours, the official client and the
 /// raw floor each pay one switch per hop on the same CPU, and the ratio is the clients' own.
 struct Pinning {
@@ -1207,7 +1207,8 @@ async fn pinned_invokes(
     if let Some(p) = pinning {
         p.server.pin(p.cpu).unwrap();
     }
-    let figures = on_current_thread(pinning.map(|p| p.cpu), url, move |url| async move {
+    let _unpin = ServerPinned(pinning);
+    on_current_thread(pinning.map(|p| p.cpu), url, move |url| async move {
         let mut figures = Vec::new();
         for messagepack in [false, true] {
             let tag = if messagepack { "mp" } else { "json" };
@@ -1226,11 +1227,20 @@ async fn pinned_invokes(
         figures.push(("rawpin99".into(), p99));
         figures
     })
-    .await;
-    if let Some(p) = pinning {
-        p.server.unpin().unwrap();
+    .await
+}
+
+/// Gives the server its CPUs back when dropped, a panic in the measurement included.
+struct ServerPinned<'a>(Option<&'a Pinning>);
+
+impl Drop for ServerPinned<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.0 {
+            if let Err(e) = p.server.unpin() {
+                eprintln!("could not unpin the server: {e:?}");
+            }
+        }
     }
-    figures
 }
 
 /// CPU affinity, through `nix`'s safe `sched_setaffinity`.

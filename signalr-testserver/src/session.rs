@@ -1056,7 +1056,7 @@ impl Session {
         // A transport that stops draining (a long-polling client that went away) must not hold
         // the session forever.
         let wait = self.config().disconnect_timeout.max(Duration::from_secs(1));
-        // Room in the channel (nearly always): no timer, no clock read.
+        // Room in the channel (nearly always): no timer, nor the clock read that sets it.
         let frame = match self.outbound.try_send(Outbound::Frame { bytes, binary }) {
             Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Full(frame)) => frame,
