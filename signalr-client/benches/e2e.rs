@@ -596,6 +596,25 @@ struct Metric {
 }
 
 impl Metric {
+    /// A row shown for comparison, with no target.
+    fn reported(
+        name: String,
+        unit: &'static str,
+        ours: Samples,
+        baseline_name: String,
+        baseline: Option<Samples>,
+    ) -> Self {
+        Self {
+            name,
+            unit,
+            ours,
+            baseline_name,
+            baseline,
+            goal: None,
+            target: "(reported)".into(),
+        }
+    }
+
     fn ratio(&self) -> Option<f64> {
         self.baseline
             .as_ref()
@@ -893,36 +912,12 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
         let judged = Some(Goal::AtMost(0.6));
         let pinned = format!("current-thread, {one_cpu}");
         for (q, ours, theirs, rt, goal) in [
-            ("p50", "pin50", "jspin50", pinned.clone(), judged),
-            ("p99", "pin99", "jspin99", pinned.clone(), judged),
-            (
-                "p50",
-                "ct50",
-                "js50",
-                "current-thread, unpinned".into(),
-                None,
-            ),
-            (
-                "p99",
-                "ct99",
-                "js99",
-                "current-thread, unpinned".into(),
-                None,
-            ),
-            (
-                "p50",
-                "inv50",
-                "js50",
-                "multi-thread, unpinned".into(),
-                None,
-            ),
-            (
-                "p99",
-                "inv99",
-                "js99",
-                "multi-thread, unpinned".into(),
-                None,
-            ),
+            ("p50", "pin50", "jspin50", pinned.as_str(), judged),
+            ("p99", "pin99", "jspin99", pinned.as_str(), judged),
+            ("p50", "ct50", "js50", "current-thread, unpinned", None),
+            ("p99", "ct99", "js99", "current-thread, unpinned", None),
+            ("p50", "inv50", "js50", "multi-thread, unpinned", None),
+            ("p99", "inv99", "js99", "multi-thread, unpinned", None),
         ] {
             let baseline_name = if ours.starts_with("pin") {
                 format!("official JS client, {one_cpu}")
@@ -953,15 +948,13 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
         ("p50", "inv50", "rawinv50", "multi-thread, unpinned"),
         ("p99", "inv99", "rawinv99", "multi-thread, unpinned"),
     ] {
-        metrics.push(Metric {
-            name: format!("invoke Echo 100 B {q}, WebSockets, JSON, {rt}, vs raw"),
-            unit: "µs",
-            ours: get(&format!("{ours}_json")),
-            baseline_name: format!("raw WebSocket, {rt}"),
-            baseline: Some(get(raw)),
-            goal: None,
-            target: "(reported)".into(),
-        });
+        metrics.push(Metric::reported(
+            format!("invoke Echo 100 B {q}, WebSockets, JSON, {rt}, vs raw"),
+            "µs",
+            get(&format!("{ours}_json")),
+            format!("raw WebSocket, {rt}"),
+            Some(get(raw)),
+        ));
     }
     // The best ratio any client could reach here: the raw floor against the official client.
     for (q, raw, theirs, rt) in [
@@ -970,27 +963,23 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
         ("p50", "rawinv50", "js50", "multi-thread, unpinned"),
         ("p99", "rawinv99", "js99", "multi-thread, unpinned"),
     ] {
-        metrics.push(Metric {
-            name: format!("raw WebSocket invoke {q}, JSON, {rt}, vs JS (the floor)"),
-            unit: "µs",
-            ours: get(raw),
-            baseline_name: "official JS client".into(),
-            baseline: js_base(&format!("{theirs}_json")),
-            goal: None,
-            target: "(reported)".into(),
-        });
+        metrics.push(Metric::reported(
+            format!("raw WebSocket invoke {q}, JSON, {rt}, vs JS (the floor)"),
+            "µs",
+            get(raw),
+            "official JS client".into(),
+            js_base(&format!("{theirs}_json")),
+        ));
     }
     for (t, key) in [("SSE", "sse"), ("long polling", "lp")] {
         for (q, ours) in [("p50", "inv50"), ("p99", "inv99")] {
-            metrics.push(Metric {
-                name: format!("invoke Echo 100 B {q}, {t}, JSON"),
-                unit: "µs",
-                ours: get(&format!("{ours}_{key}")),
-                baseline_name: "ours, WebSockets JSON".into(),
-                baseline: Some(get(&format!("{ours}_json"))),
-                goal: None,
-                target: "(reported)".into(),
-            });
+            metrics.push(Metric::reported(
+                format!("invoke Echo 100 B {q}, {t}, JSON"),
+                "µs",
+                get(&format!("{ours}_{key}")),
+                "ours, WebSockets JSON".into(),
+                Some(get(&format!("{ours}_json"))),
+            ));
         }
     }
     for (proto, key) in [("JSON", "json"), ("MessagePack", "mp")] {
@@ -1009,34 +998,28 @@ async fn run(sizes: Sizes, json_path: Option<String>) {
                 goal: Some(Goal::AtLeast(goal)),
                 target: format!("≥ {goal} × raw"),
             });
-            metrics.push(Metric {
-                name: format!("{what}, {proto}, multi-thread"),
-                unit: "msg/s",
-                ours: get(&format!("{ours}_{key}")),
-                baseline_name: "raw tokio-tungstenite, multi-thread".into(),
-                baseline: Some(get(&format!("raw_{raw}"))),
-                goal: None,
-                target: "(reported)".into(),
-            });
-            metrics.push(Metric {
-                name: format!("{what}, {proto}, multi-thread, vs JS"),
-                unit: "msg/s",
-                ours: get(&format!("{ours}_{key}")),
-                baseline_name: "official JS client".into(),
-                baseline: js_base(&format!("js{ours}_{key}")),
-                goal: None,
-                target: "(reported)".into(),
-            });
+            metrics.push(Metric::reported(
+                format!("{what}, {proto}, multi-thread"),
+                "msg/s",
+                get(&format!("{ours}_{key}")),
+                "raw tokio-tungstenite, multi-thread".into(),
+                Some(get(&format!("raw_{raw}"))),
+            ));
+            metrics.push(Metric::reported(
+                format!("{what}, {proto}, multi-thread, vs JS"),
+                "msg/s",
+                get(&format!("{ours}_{key}")),
+                "official JS client".into(),
+                js_base(&format!("js{ours}_{key}")),
+            ));
         }
-        metrics.push(Metric {
-            name: format!("stream Counter items, {proto}"),
-            unit: "items/s",
-            ours: get(&format!("stream_{key}")),
-            baseline_name: "-".into(),
-            baseline: None,
-            goal: None,
-            target: "(reported)".into(),
-        });
+        metrics.push(Metric::reported(
+            format!("stream Counter items, {proto}"),
+            "items/s",
+            get(&format!("stream_{key}")),
+            "-".into(),
+            None,
+        ));
     }
     // MessagePack no slower than JSON (10 % allowed for the machine's noise), on the rows the
     // targets are judged on: the current-thread runtime, where the machine's wake-ups do not

@@ -1053,9 +1053,6 @@ impl Session {
         if !self.attached {
             return Ok(()); // kept in the replay buffer
         }
-        // A transport that stops draining (a long-polling client that went away) must not hold
-        // the session forever.
-        let wait = self.config().disconnect_timeout.max(Duration::from_secs(1));
         // Room in the channel (nearly always): no timer, nor the clock read that sets it.
         let frame = match self.outbound.try_send(Outbound::Frame { bytes, binary }) {
             Ok(()) => return Ok(()),
@@ -1065,6 +1062,9 @@ impl Session {
                 return Err(Exit::Aborted("transport gone"));
             }
         };
+        // A transport that stops draining (a long-polling client that went away) must not hold
+        // the session forever.
+        let wait = self.config().disconnect_timeout.max(Duration::from_secs(1));
         let deadline = crate::now() + wait;
         if self.stateful.is_none() {
             return match timeout(wait, self.outbound.send(frame)).await {
