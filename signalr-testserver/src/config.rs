@@ -60,6 +60,15 @@ pub struct ServerConfig {
     pub refuse_websockets: bool,
     /// How a connection's non-streaming hub methods run ([`Invocations::Sequential`]).
     pub invocations: Invocations,
+    /// Let a connection's credentials expire this long after it was created (by negotiate, or
+    /// by a WebSocket connected without it), as a JWT's `exp` would: after that every request
+    /// on the connection (a poll, a send, an event-stream connect, a WebSocket resume) is
+    /// answered 401, and only a new connection, with a fresh negotiate, goes on. `None`: they
+    /// never expire.
+    pub token_lifetime: Option<Duration>,
+    /// Serve `https`/`wss` with this certificate, optionally requiring client certificates
+    /// (plain `http` when `None`).
+    pub tls: Option<crate::ServerTls>,
 }
 
 /// How a connection's non-streaming hub methods run.
@@ -118,6 +127,8 @@ impl Default for ServerConfig {
             stream_buffer_capacity: 10,
             refuse_websockets: false,
             invocations: Invocations::Sequential,
+            token_lifetime: None,
+            tls: None,
         }
     }
 }
@@ -166,6 +177,8 @@ impl fmt::Debug for ServerConfig {
             .field("stream_buffer_capacity", &self.stream_buffer_capacity)
             .field("refuse_websockets", &self.refuse_websockets)
             .field("invocations", &self.invocations)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("tls", &self.tls)
             .finish()
     }
 }

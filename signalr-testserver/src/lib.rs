@@ -29,10 +29,12 @@ pub mod proxy;
 mod registry;
 pub mod script;
 mod session;
+mod tls;
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 
 pub use config::{Invocations, Redirect, ServerConfig};
+pub use tls::{ServerTls, pki};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 use crate::registry::Shared;
@@ -131,20 +133,16 @@ impl TestServer {
         hub: hub::Hub,
         script: Option<tokio::sync::mpsc::UnboundedSender<script::ScriptedConnection>>,
     ) -> io::Result<Self> {
+        let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let path = config.hub_path.trim_end_matches('/').to_owned();
-        let url = format!("http://{local_addr}{path}");
+        let url = format!("{scheme}://{local_addr}{path}");
         let shared = Arc::new(Shared::new(config, hub, script));
         let app = http::router(Arc::clone(&shared));
         let (stop, stopped) = oneshot::channel::<()>();
-        // No Nagle: a small frame (a Completion, a Ping) must not wait for the ACK of the one
-        // before it, which the client may delay.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
+        let listener = tls::Listener::new(listener, tls);
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stopped.await;
@@ -163,7 +161,7 @@ impl TestServer {
         })
     }
 
-    /// The hub URL, `http://127.0.0.1:PORT/hub`.
+    /// The hub URL, `http://127.0.0.1:PORT/hub` (`https` with [`ServerConfig::tls`]).
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -7,7 +7,9 @@ use std::{io::Write as _, net::SocketAddr, time::Duration};
 
 use clap::Parser;
 use signalr_protocol::TransportKind;
-use signalr_testserver::{Redirect, ServerConfig, TestServer, contract::contract_hub};
+use signalr_testserver::{
+    Redirect, ServerConfig, ServerTls, TestServer, contract::contract_hub, pki::TestPki,
+};
 
 /// A SignalR test server with fault injection.
 #[derive(Debug, Parser)]
@@ -80,6 +82,29 @@ struct Args {
     /// Stateful resumes of one connection allowed per second after the burst.
     #[arg(long, default_value_t = 100)]
     resumes_per_second: u32,
+    /// A connection's credentials expire this many milliseconds after negotiate: later
+    /// requests on it (polls, sends, event-stream connects, WebSocket resumes) get 401.
+    #[arg(long)]
+    token_lifetime_ms: Option<u64>,
+    /// Serve https/wss with this certificate chain (PEM, leaf first).
+    #[arg(
+        long,
+        value_name = "PEM",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Serve https/wss with a new throwaway CA and certificate for 127.0.0.1 and localhost,
+    /// written to DIR (ca.pem, server.pem, server-key.pem, and client.pem: a client
+    /// certificate and key signed by the same CA).
+    #[arg(long, value_name = "DIR")]
+    tls_self_signed: Option<std::path::PathBuf>,
+    /// Require client certificates signed by the CAs in this PEM file (mutual TLS).
+    #[arg(long, value_name = "PEM")]
+    client_ca: Option<std::path::PathBuf>,
 }
 
 fn user(text: &str) -> Result<(String, String), String> {
@@ -136,7 +161,45 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     config.max_invocation_id_length = args.max_invocation_id_length;
     config.resume_burst = args.resume_burst;
     config.resumes_per_second = args.resumes_per_second;
+    config.token_lifetime = args.token_lifetime_ms.map(ms);
+    config.tls = tls(args)?;
     Ok(config)
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn tls(args: &Args) -> Result<Option<ServerTls>, String> {
+    let tls = match (&args.tls_cert, &args.tls_key, &args.tls_self_signed) {
+        (Some(cert), Some(key), _) => ServerTls::new(read(cert)?, read(key)?),
+        (_, _, Some(dir)) => {
+            let pki = TestPki::generate(&["127.0.0.1", "localhost", "::1"]);
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            for (name, text) in [
+                ("ca.pem", pki.ca_pem.clone()),
+                ("server.pem", pki.server_cert_pem.clone()),
+                ("server-key.pem", pki.server_key_pem.clone()),
+                ("client.pem", pki.client_identity_pem("signalr-test-client")),
+            ] {
+                let path = dir.join(name);
+                std::fs::write(&path, text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            ServerTls::new(pki.server_cert_pem, pki.server_key_pem)
+        }
+        _ if args.client_ca.is_some() => {
+            return Err(
+                "--client-ca needs TLS: --tls-cert and --tls-key, or --tls-self-signed".into(),
+            );
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(match &args.client_ca {
+        Some(ca) => tls.require_client_certificates(read(ca)?),
+        None => tls,
+    }))
 }
 
 #[tokio::main]

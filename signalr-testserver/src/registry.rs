@@ -62,6 +62,8 @@ pub(crate) struct ConnEntry {
     pub(crate) user: Option<Arc<str>>,
     /// Stateful resumes: a token bucket of (tokens, when last filled).
     pub(crate) resumes: Mutex<(f64, tokio::time::Instant)>,
+    /// When the connection's credentials expire (`ServerConfig::token_lifetime`).
+    pub(crate) expires: Option<Instant>,
 }
 
 impl ConnEntry {
@@ -79,6 +81,11 @@ impl ConnEntry {
 
     pub(crate) fn transport(&self) -> Option<TransportKind> {
         *lock(&self.transport)
+    }
+
+    /// Whether the connection's credentials have expired.
+    pub(crate) fn expired(&self) -> bool {
+        self.expires.is_some_and(|at| crate::now() >= at)
     }
 
     /// Takes one resume from the connection's budget (`burst` at most, refilled at `per_second`);
@@ -194,6 +201,7 @@ impl Shared {
             }),
             user,
             resumes: Mutex::new((f64::from(self.config.resume_burst), crate::now())),
+            expires: self.config.token_lifetime.map(|life| crate::now() + life),
         });
         if let Some(token) = token {
             lock(&self.by_token).insert(token, Arc::clone(&entry));

@@ -9,7 +9,8 @@ use crate::{
     Transport,
     error::{Result, TransportError},
     long_polling::LongPollingTransport,
-    negotiate::{Negotiated, TokenSource, negotiate, token},
+    negotiate::{Negotiated, TokenSource, negotiate_with, token},
+    net::Net,
     options::HttpOptions,
     redact::redact,
     sse::SseTransport,
@@ -78,7 +79,7 @@ pub async fn connect(
     options: &HttpOptions,
 ) -> Result<Connection> {
     let url = hub_url(url)?;
-    let client = options.client()?;
+    let net = Net::new(options)?;
     if options.skip_negotiation {
         if !options.transports.contains(&TransportKind::WebSockets) {
             return Err(TransportError::SkipNegotiationNeedsWebSockets);
@@ -89,9 +90,15 @@ pub async fn connect(
             TokenSource::None
         };
         let token = token(&source, options).await?;
-        let ws =
-            WebSocketTransport::connect(&url, token.as_deref(), &options.headers, format, options)
-                .await?;
+        let ws = WebSocketTransport::connect(
+            &net,
+            &url,
+            token.as_deref(),
+            &options.headers,
+            format,
+            options,
+        )
+        .await?;
         return Ok(Connection {
             transport: Box::new(ws),
             negotiated: None,
@@ -99,7 +106,7 @@ pub async fn connect(
     }
     let mut failures: Vec<(TransportKind, TransportError)> = Vec::new();
     loop {
-        let negotiated = negotiate(&client, &url, options).await?;
+        let negotiated = negotiate_with(&net, &url, options).await?;
         let tried: Vec<TransportKind> = failures.iter().map(|(k, _)| *k).collect();
         let candidate = options.transports.iter().copied().find(|kind| {
             !tried.contains(kind)
@@ -116,7 +123,7 @@ pub async fn connect(
             });
         };
         debug!(transport = kind.as_str(), "starting transport");
-        match open(kind, &client, &negotiated, format, options).await {
+        match open(kind, &negotiated, format, options).await {
             Ok(transport) => {
                 return Ok(Connection {
                     transport,
@@ -132,10 +139,10 @@ pub async fn connect(
 }
 
 /// Opens `kind` on a negotiated connection: used by [`connect`], and to resume a stateful
-/// connection on a new WebSocket with the same connection token.
+/// connection on a new WebSocket with the same connection token. The requests go out as
+/// negotiate's did: same HTTP client, TLS, proxy and cookie jar.
 pub async fn open(
     kind: TransportKind,
-    client: &reqwest::Client,
     negotiated: &Negotiated,
     format: TransferFormat,
     options: &HttpOptions,
@@ -143,23 +150,26 @@ pub async fn open(
     let url = negotiated.connect_url();
     let token = token(&negotiated.token, options).await?;
     let token = token.as_deref();
-    Ok(match kind {
-        TransportKind::ServerSentEvents => Box::new(
-            SseTransport::connect(client, &url, token, &negotiated.headers, options).await?,
-        ),
-        TransportKind::LongPolling => Box::new(
-            LongPollingTransport::connect(
-                client,
-                &url,
-                token,
-                &negotiated.headers,
-                format,
-                options,
-            )
-            .await?,
-        ),
-        _ => Box::new(
-            WebSocketTransport::connect(&url, token, &negotiated.headers, format, options).await?,
-        ),
+    let net = &negotiated.net;
+    let headers = &negotiated.headers;
+    let opened: Result<Box<dyn Transport>> = match kind {
+        TransportKind::ServerSentEvents => {
+            SseTransport::connect(net, &url, token, headers, options)
+                .await
+                .map(|t| Box::new(t) as _)
+        }
+        TransportKind::LongPolling => {
+            LongPollingTransport::connect(net, &url, token, headers, format, options)
+                .await
+                .map(|t| Box::new(t) as _)
+        }
+        _ => WebSocketTransport::connect(net, &url, token, headers, format, options)
+            .await
+            .map(|t| Box::new(t) as _),
+    };
+    opened.map_err(|e| match e {
+        // Negotiate just created the connection; a 404 means another instance answered.
+        TransportError::Status { what, status: 404 } => TransportError::UnknownConnection { what },
+        other => other,
     })
 }

@@ -117,6 +117,86 @@ pub enum TransportError {
     /// The server no longer knows the connection (404 on poll or send).
     #[error("the server no longer knows this connection")]
     ConnectionGone,
+    /// The transport's first request got 404 for the connection negotiate had just created:
+    /// behind a load balancer, it reached another server instance. Such deployments need
+    /// sticky sessions (session affinity), or WebSockets with negotiation skipped.
+    #[error(
+        "{what} answered 404 for the connection negotiate had just created: behind a load balancer, enable sticky sessions (session affinity) or skip negotiation with WebSockets"
+    )]
+    UnknownConnection {
+        /// What was requested: `"WebSocket upgrade"`, `"event stream"`, `"first poll"`.
+        what: &'static str,
+    },
+    /// A request on a started connection (a poll, a send, an event stream) was answered 401 or
+    /// 403: its token expired or was revoked. Retryable: a new connection negotiates again and
+    /// asks the token factory for a fresh token.
+    #[error("{what} was refused with HTTP {status}; the credentials expired or were revoked")]
+    Unauthorized {
+        /// What was requested.
+        what: &'static str,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// A proxy answered a request or a `CONNECT` with something other than success: 407 wants
+    /// credentials (in the proxy URL's userinfo), 403 forbids the destination, 502 or 503 could
+    /// not reach it.
+    #[error("proxy {proxy} refused with HTTP {status}")]
+    ProxyRefused {
+        /// The proxy, as `scheme://host:port` (credentials removed).
+        proxy: String,
+        /// The proxy's status code.
+        status: u16,
+    },
+    /// A proxy could not be reached, or broke the tunnel.
+    #[error("proxy {proxy} failed")]
+    Proxy {
+        /// The proxy, as `scheme://host:port` (credentials removed).
+        proxy: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+    /// A peer (the server, a proxy, a load balancer) answered with an HTTP head that is not
+    /// valid or is larger than allowed.
+    #[error("malformed {what} response: {reason}")]
+    MalformedResponse {
+        /// What was requested: `"WebSocket upgrade"`, `"proxy CONNECT"`.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// We did not accept the server's certificate (unknown issuer, wrong name, expired), or
+    /// there was no root to check it against. Not retryable: the configuration must change.
+    #[error("the server's TLS certificate is not trusted")]
+    UntrustedCertificate {
+        /// What rustls said about the certificate.
+        detail: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+    /// The server refused our TLS client certificate, or asked for one and got none. Not
+    /// retryable: the identity must change.
+    #[error("the server rejected the TLS client certificate ({alert})")]
+    CertificateRejected {
+        /// The TLS alert the server sent (`CertificateRequired`, `UnknownCA`, …).
+        alert: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+    /// A client identity (certificate chain and key) could not be read or used.
+    #[error("invalid TLS client identity: {reason}")]
+    InvalidIdentity {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A cookie could not be added to a jar.
+    #[error("invalid cookie: {reason}")]
+    InvalidCookie {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 fn summary(failures: &[(TransportKind, TransportError)]) -> String {
@@ -132,8 +212,12 @@ impl TransportError {
     /// lost connection), as opposed to configuration errors (bad URL, 4xx, no common transport).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            Self::Status { status, .. } | Self::ProxyRefused { status, .. } => {
+                *status >= 500 || *status == 408 || *status == 429
+            }
             Self::Http { .. }
+            | Self::Proxy { .. }
+            | Self::Unauthorized { .. }
             | Self::WebSocket(_)
             | Self::WebSocketClosed { .. }
             | Self::Timeout { .. }

@@ -60,12 +60,16 @@
 //! - `rustls` (default): TLS as above. Without it, `https`/`wss` fail with a clear error.
 
 mod connect;
+mod cookies;
 mod endpoint;
 mod error;
+mod head;
 mod long_polling;
 pub mod memory;
 mod negotiate;
+mod net;
 mod options;
+mod proxy;
 mod redact;
 mod sse;
 mod tls;
@@ -74,16 +78,18 @@ mod websocket;
 use async_trait::async_trait;
 use bytes::Bytes;
 pub use connect::{Connection, connect, hub_url, open};
+pub use cookies::{CookieJar, MAX_COOKIE_BYTES, MAX_COOKIES, MAX_SET_COOKIES};
 pub use error::{BoxError, TransportError};
 pub use long_polling::LongPollingTransport;
 pub use negotiate::{Negotiated, negotiate};
 pub use options::{AccessTokenFactory, CrossOriginRedirects, HttpOptions, WebSocketOptions};
+pub use proxy::Proxy;
 pub use redact::{Redacted, redact};
 /// Header names and values for [`HttpOptions::header`], re-exported from `reqwest` (`http`).
 pub use reqwest::header as reqwest_header;
 pub use signalr_protocol::{TransferFormat, TransportKind};
 pub use sse::SseTransport;
-pub use tls::TlsOptions;
+pub use tls::{Identity, Roots, TlsOptions};
 pub use websocket::WebSocketTransport;
 
 /// Internals exposed for the fuzz targets and the corpus-replay tests. **Not part of the API**:

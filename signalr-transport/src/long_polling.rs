@@ -1,7 +1,7 @@
 //! The long-polling transport: repeated `GET`s for what the server sends, `POST` for what the
 //! client sends, `DELETE` to end.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -12,9 +12,9 @@ use tracing::debug;
 
 use crate::{
     Transport,
-    endpoint::Endpoint,
+    endpoint::{Endpoint, on_started},
     error::{Result, TransportError},
-    negotiate::http_error,
+    net::Net,
     options::HttpOptions,
     sse::next_chunk,
 };
@@ -43,20 +43,15 @@ impl Poller {
         let mut url = self.endpoint.url.clone();
         // A cache buster, as the official clients add (they use a timestamp; a counter does too).
         url.query_pairs_mut().append_pair("_", &n.to_string());
-        let request = self
+        let response = match self
             .endpoint
-            .request(Method::GET, url)?
-            .timeout(self.timeout);
-        let response = match request.send().await {
+            .send("poll", Method::GET, url, self.timeout, |r| r)
+            .await
+        {
             Ok(r) => r,
             // A poll that outlives the client timeout is abandoned and re-issued.
-            Err(e) if e.is_timeout() => return Ok(None),
-            Err(e) => {
-                return Err(TransportError::Http {
-                    what: "poll",
-                    source: e.without_url().into(),
-                });
-            }
+            Err(TransportError::Timeout { .. }) => return Ok(None),
+            Err(e) => return Err(e),
         };
         match response.status().as_u16() {
             200 => {
@@ -77,10 +72,7 @@ impl Poller {
             }
             204 => Err(TransportError::ClosedByServer),
             404 => Err(TransportError::ConnectionGone),
-            status => Err(TransportError::Status {
-                what: "poll",
-                status,
-            }),
+            status => Err(on_started("poll", status)),
         }
     }
 
@@ -108,21 +100,24 @@ impl Poller {
 
 impl LongPollingTransport {
     /// Starts polling the connection at `url` (with `id`): the first poll must answer 200.
-    pub async fn connect(
-        client: &reqwest::Client,
+    pub(crate) async fn connect(
+        net: &Arc<Net>,
         url: &Url,
         token: Option<&str>,
         headers: &HeaderMap,
         format: TransferFormat,
         options: &HttpOptions,
     ) -> Result<Self> {
-        let endpoint = Endpoint::new(client, url, token, headers);
+        let endpoint = Endpoint::new(net, url, token, headers);
         let first = endpoint
-            .request(Method::GET, url.clone())?
-            .timeout(options.connect_timeout)
-            .send()
-            .await
-            .map_err(|e| http_error("poll", e, options))?;
+            .send(
+                "first poll",
+                Method::GET,
+                url.clone(),
+                options.connect_timeout,
+                |r| r,
+            )
+            .await?;
         let status = first.status().as_u16();
         if status != 200 {
             return Err(TransportError::Status {
@@ -187,20 +182,22 @@ impl Transport for LongPollingTransport {
         }
         self.closed = true;
         self.poller.abort();
-        let request = self
+        let response = self
             .endpoint
-            .request(Method::DELETE, self.endpoint.url.clone())?
-            .timeout(self.request_timeout);
+            .send(
+                "DELETE",
+                Method::DELETE,
+                self.endpoint.url.clone(),
+                self.request_timeout,
+                |r| r,
+            )
+            .await?;
         // 404 on DELETE is harmless: the server already forgot the connection.
-        match request.send().await {
-            Ok(r) if r.status().is_success() || r.status().as_u16() == 404 => Ok(()),
-            Ok(r) => Err(TransportError::Status {
+        match response.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            status => Err(TransportError::Status {
                 what: "DELETE",
-                status: r.status().as_u16(),
-            }),
-            Err(e) => Err(TransportError::Http {
-                what: "DELETE",
-                source: e.without_url().into(),
+                status,
             }),
         }
     }

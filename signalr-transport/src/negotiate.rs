@@ -1,5 +1,7 @@
 //! `POST {hub}/negotiate`, with SignalR redirects.
 
+use std::sync::Arc;
+
 use reqwest::{
     Url,
     header::{AUTHORIZATION, HeaderMap, HeaderValue},
@@ -9,6 +11,7 @@ use tracing::debug;
 
 use crate::{
     error::{Result, TransportError},
+    net::Net,
     options::{CrossOriginRedirects, HttpOptions},
     redact::{Redacted, redact},
 };
@@ -33,6 +36,7 @@ pub struct Negotiated {
     pub connection: NegotiatedConnection,
     pub(crate) token: TokenSource,
     pub(crate) headers: HeaderMap,
+    pub(crate) net: Arc<Net>,
 }
 
 impl std::fmt::Debug for Negotiated {
@@ -60,6 +64,7 @@ impl Negotiated {
     ) -> Result<crate::WebSocketTransport> {
         let token = token(&self.token, options).await?;
         crate::WebSocketTransport::connect(
+            &self.net,
             &self.connect_url(),
             token.as_deref(),
             &self.headers,
@@ -132,7 +137,7 @@ impl Hop {
     /// One negotiate request at this hop.
     async fn request(
         &self,
-        client: &reqwest::Client,
+        net: &Net,
         options: &HttpOptions,
         attempt: u32,
     ) -> Result<NegotiateResponse> {
@@ -142,17 +147,13 @@ impl Hop {
         // expired), as the official clients do; a second 401 is the answer.
         let mut refreshed = false;
         let response = loop {
-            let mut request = client
-                .post(target.clone())
-                .headers(self.headers.clone())
-                .timeout(options.request_timeout);
+            let mut request = net.http.post(target.clone()).headers(self.headers.clone());
             if let Some(token) = token(&self.source, options).await? {
                 request = request.header(AUTHORIZATION, bearer(&token)?);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| http_error("negotiate", e, options))?;
+            let response = net
+                .send("negotiate", request, &target, options.request_timeout)
+                .await?;
             if response.status() == reqwest::StatusCode::UNAUTHORIZED
                 && matches!(self.source, TokenSource::Factory)
                 && !refreshed
@@ -173,7 +174,7 @@ impl Hop {
         let body = response
             .bytes()
             .await
-            .map_err(|e| http_error("negotiate", e, options))?;
+            .map_err(|e| net.error("negotiate", e, &target, options.request_timeout))?;
         NegotiateResponse::parse(&body).map_err(TransportError::InvalidNegotiate)
     }
 
@@ -227,8 +228,12 @@ impl Hop {
 }
 
 /// Negotiates with the hub at `url`, following redirects as `options` allow.
-pub async fn negotiate(
-    client: &reqwest::Client,
+pub async fn negotiate(url: &Url, options: &HttpOptions) -> Result<Negotiated> {
+    negotiate_with(&Net::new(options)?, url, options).await
+}
+
+pub(crate) async fn negotiate_with(
+    net: &Arc<Net>,
     url: &Url,
     options: &HttpOptions,
 ) -> Result<Negotiated> {
@@ -245,7 +250,7 @@ pub async fn negotiate(
     };
     let limit = options.max_redirects.clamp(1, 100);
     for attempt in 1..=limit {
-        match hop.request(client, options, attempt).await? {
+        match hop.request(net, options, attempt).await? {
             NegotiateResponse::Error(e) => return Err(TransportError::Negotiate(e)),
             NegotiateResponse::Connection(connection) => {
                 if connection.use_stateful_reconnect && !options.stateful_reconnect {
@@ -256,6 +261,7 @@ pub async fn negotiate(
                     connection,
                     token: hop.source,
                     headers: hop.headers,
+                    net: Arc::clone(net),
                 });
             }
             NegotiateResponse::Redirect {
@@ -275,26 +281,6 @@ pub async fn negotiate(
         }
     }
     Err(TransportError::RedirectLimit { limit })
-}
-
-/// A reqwest failure as a transport error: timeouts become `Timeout`. The URL inside reqwest's
-/// error is dropped (`without_url`) so that tokens in query strings never reach messages.
-pub(crate) fn http_error(
-    what: &'static str,
-    e: reqwest::Error,
-    options: &HttpOptions,
-) -> TransportError {
-    if e.is_timeout() {
-        TransportError::Timeout {
-            what,
-            after: options.request_timeout,
-        }
-    } else {
-        TransportError::Http {
-            what,
-            source: e.without_url().into(),
-        }
-    }
 }
 
 #[cfg(test)]

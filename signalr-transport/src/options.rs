@@ -6,7 +6,7 @@ use futures_util::{FutureExt as _, future::BoxFuture};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use signalr_protocol::TransportKind;
 
-use crate::error::BoxError;
+use crate::{cookies::CookieJar, error::BoxError, proxy::Proxy};
 
 /// An async function that returns the bearer token to send; called for every negotiate and
 /// every transport connect, so it can refresh tokens. An empty string sends no token.
@@ -90,9 +90,19 @@ pub struct HttpOptions {
     pub max_message_size: usize,
     /// WebSocket buffer sizes.
     pub websocket: WebSocketOptions,
-    /// Which certificates to trust (`https`/`wss`).
+    /// Which certificates to trust and which to present (`https`/`wss`).
     pub tls: crate::TlsOptions,
-    /// A client to reuse (connection pool, proxies); one is built when `None`.
+    /// Which proxy to use ([`Proxy::System`], the environment's, by default), for every
+    /// transport.
+    pub proxy: Proxy,
+    /// The cookie jar of negotiate, every transport request and every reconnect; a new one by
+    /// default, shared by the clones of these options. `None` sends and keeps no cookies.
+    pub cookies: Option<Arc<CookieJar>>,
+    /// A reqwest client to send negotiate, SSE and long-polling requests with (a shared
+    /// connection pool); one is built from these options when `None`. A client given here
+    /// brings its own TLS and proxy settings for those requests (the WebSocket still uses
+    /// [`tls`](Self::tls) and [`proxy`](Self::proxy)); leave its own cookie store off, since
+    /// [`cookies`](Self::cookies) are added to every request.
     pub http_client: Option<reqwest::Client>,
 }
 
@@ -113,6 +123,8 @@ impl Default for HttpOptions {
             max_message_size: signalr_protocol::DEFAULT_MAX_MESSAGE_SIZE,
             websocket: WebSocketOptions::default(),
             tls: crate::TlsOptions::default(),
+            proxy: Proxy::default(),
+            cookies: Some(Arc::new(CookieJar::new())),
             http_client: None,
         }
     }
@@ -140,6 +152,8 @@ impl fmt::Debug for HttpOptions {
             .field("max_message_size", &self.max_message_size)
             .field("websocket", &self.websocket)
             .field("tls", &self.tls)
+            .field("proxy", &self.proxy)
+            .field("cookies", &self.cookies)
             .finish_non_exhaustive()
     }
 }
@@ -233,24 +247,17 @@ impl HttpOptions {
         self
     }
 
-    pub(crate) fn client(&self) -> Result<reqwest::Client, crate::TransportError> {
-        if let Some(c) = &self.http_client {
-            return Ok(c.clone());
-        }
-        let builder = reqwest::Client::builder();
-        #[cfg(feature = "rustls")]
-        let builder =
-            builder.tls_backend_preconfigured((*crate::tls::client_config(&self.tls)?).clone());
-        builder
-            .tcp_nodelay(true)
-            .connect_timeout(self.connect_timeout)
-            // SignalR redirects are negotiate bodies; HTTP redirects are not followed, so that
-            // headers are never forwarded to a host we did not check.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| crate::TransportError::Http {
-                what: "client setup",
-                source: e.into(),
-            })
+    /// Sets which proxy to use.
+    #[must_use]
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
+    /// Sets the cookie jar (`None`: no cookies).
+    #[must_use]
+    pub fn cookies(mut self, jar: Option<Arc<CookieJar>>) -> Self {
+        self.cookies = jar;
+        self
     }
 }

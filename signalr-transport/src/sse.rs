@@ -8,7 +8,9 @@
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use async_trait::async_trait;
@@ -16,8 +18,8 @@ use bytes::{Bytes, BytesMut};
 use eventsource_stream::Eventsource as _;
 use futures_util::{Stream, StreamExt as _};
 use reqwest::{
-    Url,
-    header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, HeaderMap},
+    Method, Url,
+    header::{ACCEPT, CACHE_CONTROL, HeaderMap},
 };
 use signalr_protocol::{TransferFormat, TransportKind};
 use tokio::{sync::mpsc, task::JoinHandle};
@@ -27,7 +29,7 @@ use crate::{
     Transport,
     endpoint::Endpoint,
     error::{BoxError, Result, TransportError},
-    negotiate::{bearer, http_error},
+    net::Net,
     options::HttpOptions,
     redact::Redacted,
 };
@@ -280,8 +282,8 @@ where
 impl SseTransport {
     /// Opens the event stream at `url` (with `id`), sending `token` as a bearer header (and, if
     /// the options say so, as `access_token`).
-    pub async fn connect(
-        client: &reqwest::Client,
+    pub(crate) async fn connect(
+        net: &Arc<Net>,
         url: &Url,
         token: Option<&str>,
         headers: &HeaderMap,
@@ -294,21 +296,27 @@ impl SseTransport {
                 .append_pair("access_token", token);
         }
         debug!(url = %Redacted(stream_url.as_str()), "opening event stream");
-        let mut request = client
-            .get(stream_url)
-            .headers(headers.clone())
-            .header(ACCEPT, "text/event-stream")
-            .header(CACHE_CONTROL, "no-cache");
-        if let Some(token) = token {
-            request = request.header(AUTHORIZATION, bearer(token)?);
-        }
-        let response = tokio::time::timeout(options.connect_timeout, request.send())
-            .await
-            .map_err(|_| TransportError::Timeout {
-                what: "event stream connect",
-                after: options.connect_timeout,
-            })?
-            .map_err(|e| http_error("event stream", e, options))?;
+        let endpoint = Endpoint::new(net, url, token, headers);
+        // The timeout bounds the response head only: the body is the stream, read for as long
+        // as the connection lives.
+        let response = tokio::time::timeout(
+            options.connect_timeout,
+            endpoint.send(
+                "event stream",
+                Method::GET,
+                stream_url,
+                Duration::MAX,
+                |r| {
+                    r.header(ACCEPT, "text/event-stream")
+                        .header(CACHE_CONTROL, "no-cache")
+                },
+            ),
+        )
+        .await
+        .map_err(|_| TransportError::Timeout {
+            what: "event stream connect",
+            after: options.connect_timeout,
+        })??;
         let status = response.status().as_u16();
         if status != 200 {
             return Err(TransportError::Status {
@@ -333,7 +341,7 @@ impl SseTransport {
             let _ = tx.send(Err(TransportError::ClosedByServer)).await;
         });
         Ok(Self {
-            endpoint: Endpoint::new(client, url, token, headers),
+            endpoint,
             request_timeout: options.request_timeout,
             events,
             reader,

@@ -11,10 +11,7 @@ use reqwest::{
     header::{AUTHORIZATION, HeaderMap},
 };
 use signalr_protocol::{TransferFormat, TransportKind};
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpStream,
-};
+use tokio::{io::AsyncWriteExt as _, net::TcpStream};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -28,10 +25,12 @@ use tracing::debug;
 use crate::{
     Transport,
     error::{Result, TransportError},
+    head::read_head,
     negotiate::bearer,
+    net::Net,
     options::HttpOptions,
     redact::{Redacted, redact},
-    tls::{Stream, TlsOptions, connect_tls},
+    tls::{Stream, connect_tls},
 };
 
 type Socket = WebSocketStream<Stream>;
@@ -70,7 +69,8 @@ pub(crate) fn ws_url(url: &Url) -> Result<Url> {
 impl WebSocketTransport {
     /// Opens a WebSocket to `url` (an `http(s)` or `ws(s)` hub URL, with `id` when negotiated),
     /// sending `token` as a bearer header (and, if the options say so, as `access_token`).
-    pub async fn connect(
+    pub(crate) async fn connect(
+        net: &Net,
         url: &Url,
         token: Option<&str>,
         headers: &HeaderMap,
@@ -92,7 +92,7 @@ impl WebSocketTransport {
         config.max_frame_size = Some(options.max_message_size.saturating_mul(2));
         let socket = tokio::time::timeout(
             options.connect_timeout,
-            upgrade(&url, headers, token, config, &options.tls),
+            upgrade(net, &url, headers, token, config),
         )
         .await
         .map_err(|_| TransportError::Timeout {
@@ -113,17 +113,62 @@ impl WebSocketTransport {
 /// Headers of the upgrade response we accept before giving up.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
+/// The bytes to the hub: a TCP connection to it, or a tunnel through the proxy `route` names
+/// (TLS to the proxy itself for an `https` proxy); then TLS to the hub for `wss`.
+async fn open_stream(net: &Net, url: &Url, host: &str, port: u16) -> Result<Stream> {
+    let io = |e: std::io::Error| TransportError::WebSocket(e.into());
+    let Some(route) = net.proxies.route(url)? else {
+        let tcp = TcpStream::connect((host, port)).await.map_err(io)?;
+        tcp.set_nodelay(true).map_err(io)?;
+        let stream = Stream::Plain(tcp);
+        return if url.scheme() == "wss" {
+            connect_tls(stream, host, &net.tls).await
+        } else {
+            Ok(stream)
+        };
+    };
+    debug!(proxy = %route.name, "WebSocket through a CONNECT tunnel");
+    let proxy_host = route.proxy.host_str().unwrap_or_default().to_owned();
+    let proxy_port = route.proxy.port_or_known_default().unwrap_or(80);
+    let failed = |e: std::io::Error| TransportError::Proxy {
+        proxy: route.name.clone(),
+        source: e.into(),
+    };
+    let tcp = TcpStream::connect((proxy_host.as_str(), proxy_port))
+        .await
+        .map_err(failed)?;
+    tcp.set_nodelay(true).map_err(failed)?;
+    let mut stream = Stream::Plain(tcp);
+    if route.proxy.scheme() == "https" {
+        stream = connect_tls(stream, &proxy_host, &net.tls)
+            .await
+            .map_err(|e| match e {
+                TransportError::WebSocket(source) => TransportError::Proxy {
+                    proxy: route.name.clone(),
+                    source,
+                },
+                other => other,
+            })?;
+    }
+    crate::proxy::tunnel(&mut stream, host, port, &route).await?;
+    if url.scheme() == "wss" {
+        stream = connect_tls(stream, host, &net.tls).await?;
+    }
+    Ok(stream)
+}
+
 /// Performs the HTTP/1.1 upgrade ourselves and hands the socket to tungstenite afterwards.
 ///
 /// tungstenite's own client handshake logs the raw request at `trace` level (through the `log`
 /// crate), `Authorization` header and `access_token` included; doing the upgrade here keeps
-/// tokens out of every log, whatever the user's log filter.
+/// tokens out of every log, whatever the user's log filter. It also lets the upgrade carry the
+/// connection's cookies and go through the connection's proxy.
 async fn upgrade(
+    net: &Net,
     url: &Url,
     headers: &HeaderMap,
     token: Option<&str>,
     config: WebSocketConfig,
-    tls: &TlsOptions,
 ) -> Result<Socket> {
     let invalid = |reason: &str| TransportError::InvalidUrl {
         url: redact(url.as_str()),
@@ -131,32 +176,44 @@ async fn upgrade(
     };
     let host = url.host_str().ok_or_else(|| invalid("no host"))?;
     let port = url.port_or_known_default().unwrap_or(80);
-    let io = |e: std::io::Error| TransportError::WebSocket(e.into());
-    let tcp = TcpStream::connect((host, port)).await.map_err(io)?;
-    tcp.set_nodelay(true).map_err(io)?;
-    let mut tcp = if url.scheme() == "wss" {
-        // IPv6 literals come bracketed in URLs; the TLS server name is the bare address.
-        connect_tls(tcp, host.trim_start_matches('[').trim_end_matches(']'), tls).await?
-    } else {
-        Stream::Plain(tcp)
-    };
+    let mut stream = open_stream(net, url, host, port).await?;
     let key = generate_key();
-    tcp.write_all(&request_head(url, host, &key, headers, token)?)
+    let mut headers = headers.clone();
+    if let Some(jar) = &net.cookies {
+        jar.attach(url, &mut headers);
+    }
+    stream
+        .write_all(&request_head(url, host, &key, &headers, token)?)
         .await
-        .map_err(io)?;
-    let (status, accept, leftover) = read_response_head(&mut tcp).await?;
-    if status != 101 {
+        .map_err(|e| TransportError::WebSocket(e.into()))?;
+    let head = read_head(&mut stream, MAX_RESPONSE_HEAD, "WebSocket upgrade").await?;
+    if let Some(jar) = &net.cookies {
+        jar.store_from(url, &head.headers);
+    }
+    if head.status != 101 {
         return Err(TransportError::Status {
             what: "WebSocket upgrade",
-            status,
+            status: head.status,
         });
     }
-    if accept.as_deref() != Some(derive_accept_key(key.as_bytes()).as_str()) {
+    let accept = head
+        .headers
+        .get("sec-websocket-accept")
+        .map(http::HeaderValue::as_bytes);
+    if accept != Some(derive_accept_key(key.as_bytes()).as_bytes()) {
         return Err(TransportError::WebSocket(
             "the server's Sec-WebSocket-Accept does not match".into(),
         ));
     }
-    Ok(WebSocketStream::from_partially_read(tcp, leftover, Role::Client, Some(config)).await)
+    Ok(
+        WebSocketStream::from_partially_read(
+            stream,
+            head.rest.to_vec(),
+            Role::Client,
+            Some(config),
+        )
+        .await,
+    )
 }
 
 /// The upgrade request: request line, the WebSocket headers, the user's headers, the token.
@@ -192,49 +249,6 @@ fn request_head(
     }
     head.extend_from_slice(b"\r\n");
     Ok(head)
-}
-
-/// Reads the response head: the status, `Sec-WebSocket-Accept`, and the bytes after the head
-/// (they already belong to the WebSocket).
-async fn read_response_head(tcp: &mut Stream) -> Result<(u16, Option<String>, Vec<u8>)> {
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        let mut chunk = [0u8; 1024];
-        let n = tcp
-            .read(&mut chunk)
-            .await
-            .map_err(|e| TransportError::WebSocket(e.into()))?;
-        if n == 0 {
-            return Err(TransportError::WebSocket(
-                "the server closed the connection during the upgrade".into(),
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut parsed_headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut parsed_headers);
-        match response.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let accept = response
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
-                    .map(|h| String::from_utf8_lossy(h.value).into_owned());
-                let status = response.code.unwrap_or(0);
-                return Ok((status, accept, buf.split_off(len)));
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(TransportError::WebSocket(
-                    "the upgrade response head is too large".into(),
-                ));
-            }
-            Err(e) => {
-                return Err(TransportError::WebSocket(
-                    format!("malformed upgrade response: {e}").into(),
-                ));
-            }
-        }
-    }
 }
 
 /// A read failure as the official clients report it: a connection that ends without a close

@@ -9,7 +9,7 @@ use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair}
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use signalr_protocol::{TransferFormat, TransportKind};
 use signalr_testserver::{ServerConfig, TestServer};
-use signalr_transport::{HttpOptions, TlsOptions, TransportError, connect};
+use signalr_transport::{HttpOptions, Identity, TlsOptions, TransportError, connect};
 use tokio::net::{TcpListener, TcpStream};
 
 struct Pki {
@@ -116,20 +116,15 @@ async fn every_transport_over_tls_with_an_extra_root() {
 #[tokio::test]
 async fn verification_is_on_by_default() {
     let (_server, _pki, url) = setup(&["127.0.0.1"]).await;
-    // Unknown CA: negotiate fails.
+    // Unknown CA: negotiate fails, typed and not retryable.
     let err = connect(&url, TransferFormat::Text, &HttpOptions::default())
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            TransportError::Http {
-                what: "negotiate",
-                ..
-            }
-        ),
+        matches!(err, TransportError::UntrustedCertificate { .. }),
         "{err}"
     );
+    assert!(!err.is_retryable());
     // The WebSocket path verifies too.
     let ws = HttpOptions::default().skip_negotiation(true);
     let err = connect(
@@ -139,23 +134,34 @@ async fn verification_is_on_by_default() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, TransportError::WebSocket(_)), "{err}");
+    assert!(
+        matches!(err, TransportError::UntrustedCertificate { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn a_certificate_for_another_host_is_refused() {
     let (_server, pki, url) = setup(&["example.com"]).await;
     let trusted = HttpOptions::default().tls(TlsOptions::default().extra_root(pki.ca_der.clone()));
-    assert!(connect(&url, TransferFormat::Text, &trusted).await.is_err());
-    let ws = trusted.skip_negotiation(true);
-    assert!(
-        connect(
-            &url.replace("https://", "wss://"),
-            TransferFormat::Text,
-            &ws
-        )
+    let err = connect(&url, TransferFormat::Text, &trusted)
         .await
-        .is_err()
+        .unwrap_err();
+    assert!(
+        matches!(&err, TransportError::UntrustedCertificate { detail, .. } if detail.contains("NotValidForName")),
+        "{err:?}"
+    );
+    let ws = trusted.skip_negotiation(true);
+    let err = connect(
+        &url.replace("https://", "wss://"),
+        TransferFormat::Text,
+        &ws,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, TransportError::UntrustedCertificate { .. }),
+        "{err:?}"
     );
 }
 
@@ -183,4 +189,112 @@ async fn the_one_opt_out_covers_every_transport() {
             "{kind:?}"
         );
     }
+}
+
+/// The test server serving TLS itself, requiring client certificates from its own CA.
+async fn mutual_tls_server() -> (TestServer, signalr_testserver::pki::TestPki) {
+    let pki = signalr_testserver::pki::TestPki::generate(&["127.0.0.1"]);
+    let mut config = ServerConfig::default();
+    config.tls = Some(
+        signalr_testserver::ServerTls::new(pki.server_cert_pem.clone(), pki.server_key_pem.clone())
+            .require_client_certificates(pki.ca_pem.clone()),
+    );
+    (TestServer::start(config).await.unwrap(), pki)
+}
+
+#[tokio::test]
+async fn mutual_tls_on_every_transport() {
+    let (server, pki) = mutual_tls_server().await;
+    assert!(server.url().starts_with("https://"));
+    let identity = Identity::from_pem(pki.client_identity_pem("alice").as_bytes()).unwrap();
+    let options = HttpOptions::default().tls(
+        TlsOptions::default()
+            .extra_root(pki.ca_der.clone())
+            .identity(identity),
+    );
+    for kind in TransportKind::ALL {
+        let mut conn = connect(
+            server.url(),
+            TransferFormat::Text,
+            &options.clone().transports([kind]),
+        )
+        .await
+        .unwrap();
+        conn.transport.send(handshake()).await.unwrap();
+        let first = conn.transport.recv().await.unwrap().unwrap();
+        assert!(first.starts_with(b"{}\x1e"), "{kind:?}: {first:?}");
+        conn.transport.close().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn without_a_client_certificate_the_refusal_is_typed_and_final() {
+    let (server, pki) = mutual_tls_server().await;
+    let trusting = TlsOptions::default().extra_root(pki.ca_der.clone());
+    let check = |err: TransportError| {
+        assert!(
+            matches!(&err, TransportError::CertificateRejected { alert, .. } if alert == "CertificateRequired"),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable(), "{err}");
+    };
+    check(
+        connect(
+            server.url(),
+            TransferFormat::Text,
+            &HttpOptions::default().tls(trusting.clone()),
+        )
+        .await
+        .unwrap_err(),
+    );
+    let ws = HttpOptions::default()
+        .tls(trusting.clone())
+        .skip_negotiation(true)
+        .transports([TransportKind::WebSockets]);
+    check(
+        connect(
+            &server.url().replace("https://", "wss://"),
+            TransferFormat::Text,
+            &ws,
+        )
+        .await
+        .unwrap_err(),
+    );
+    // An identity from another CA: refused too, with the server's alert.
+    let stranger = signalr_testserver::pki::TestPki::generate(&["127.0.0.1"]);
+    let identity = Identity::from_pem(stranger.client_identity_pem("mallory").as_bytes()).unwrap();
+    let err = connect(
+        server.url(),
+        TransferFormat::Text,
+        &HttpOptions::default().tls(trusting.identity(identity)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, TransportError::CertificateRejected { .. }) && !err.is_retryable(),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn identities_are_checked_when_read() {
+    let pki = signalr_testserver::pki::TestPki::generate(&["127.0.0.1"]);
+    let pem = pki.client_identity_pem("alice");
+    assert!(Identity::from_pem(pem.as_bytes()).is_ok());
+    let (cert, key) = pem.split_at(pem.find("-----BEGIN PRIVATE KEY").unwrap());
+    assert!(Identity::from_pem_parts(cert.as_bytes(), key.as_bytes()).is_ok());
+    for (bad, want) in [
+        (cert, "no PRIVATE KEY block"),
+        (key, "no CERTIFICATE block"),
+        ("", "no CERTIFICATE block"),
+    ] {
+        let err = Identity::from_pem(bad.as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, TransportError::InvalidIdentity { .. }) && err.to_string().contains(want),
+            "{err}"
+        );
+    }
+    // Debug never shows the key.
+    let shown = format!("{:?}", Identity::from_pem(pem.as_bytes()).unwrap());
+    assert!(!shown.contains("PRIVATE"), "{shown}");
 }

@@ -157,6 +157,13 @@ fn lookup(
             "the connection belongs to another user",
         ));
     }
+    if entry.expired() {
+        tracing::info!(connection_id = %entry.connection_id, "refused a request: the token expired");
+        return Err(status(
+            StatusCode::UNAUTHORIZED,
+            "the access token of this connection expired",
+        ));
+    }
     Ok(entry)
 }
 
