@@ -4,9 +4,14 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use signalr_protocol::{HubProtocol, JsonHubProtocol, MessagePackHubProtocol, TransportKind};
 use signalr_reconnect::{FixedDelays, KeepAliveConfig, RetryPolicy};
-use signalr_transport::{BoxError, HttpOptions, hub_url};
+use signalr_transport::{BoxError, CookieJar, HttpClient, HttpOptions, Proxy, TlsOptions, hub_url};
 
-use crate::{HubConnection, connection::Config, error::BuildError};
+use crate::{
+    ConnectTarget, HubConnection, ReconnectAttempt,
+    connection::{Config, Opener},
+    error::BuildError,
+    target::BeforeReconnect,
+};
 
 /// Builds a [`HubConnection`]. Settings are checked by [`build`](Self::build), never by the
 /// setters.
@@ -23,6 +28,7 @@ pub struct HubConnectionBuilder {
     keep_alive: KeepAliveConfig,
     stream_buffer: usize,
     stream_consumer_timeout: Duration,
+    before_reconnect: Option<BeforeReconnect>,
 }
 
 impl HubConnectionBuilder {
@@ -40,6 +46,7 @@ impl HubConnectionBuilder {
             keep_alive: KeepAliveConfig::default(),
             stream_buffer: 256,
             stream_consumer_timeout: Duration::from_secs(5),
+            before_reconnect: None,
         }
     }
 
@@ -86,10 +93,86 @@ impl HubConnectionBuilder {
     #[must_use]
     pub fn with_header(
         mut self,
-        name: signalr_transport::reqwest_header::HeaderName,
-        value: signalr_transport::reqwest_header::HeaderValue,
+        name: signalr_transport::header::HeaderName,
+        value: signalr_transport::header::HeaderValue,
     ) -> Self {
         self.http = self.http.header(name, value);
+        self
+    }
+
+    /// Uses `jar` for cookies: share one between connections, or preset it (an authentication
+    /// cookie). By default each connection has a jar of its own, used by negotiate, every
+    /// transport request, every reconnect and every stateful resume, as the .NET client's
+    /// `CookieContainer` is: a load balancer's affinity cookie keeps the connection on the
+    /// instance that negotiated it.
+    #[must_use]
+    pub fn with_cookie_jar(mut self, jar: Arc<CookieJar>) -> Self {
+        self.http = self.http.cookies(Some(jar));
+        self
+    }
+
+    /// Sends and keeps no cookies.
+    #[must_use]
+    pub fn without_cookies(mut self) -> Self {
+        self.http = self.http.cookies(None);
+        self
+    }
+
+    /// Which proxy every transport goes through: [`Proxy::System`] (the default) reads
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` as reqwest does,
+    /// [`Proxy::None`] goes direct, [`Proxy::url`] names one (credentials as userinfo). The
+    /// WebSocket goes through a `CONNECT` tunnel, with TLS to the hub inside it for `wss`.
+    #[must_use]
+    pub fn with_proxy(mut self, proxy: Proxy) -> Self {
+        self.http = self.http.proxy(proxy);
+        self
+    }
+
+    /// Which certificates to trust (the operating system's by default) and which client
+    /// identity to present (mutual TLS), for every transport.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use signalr_client::HubConnectionBuilder;
+    /// use signalr_client::transport::{Identity, TlsOptions};
+    ///
+    /// let identity = Identity::from_pem(&std::fs::read("client.pem")?)?; // cert + key
+    /// let conn = HubConnectionBuilder::new("https://hub.example/hub")
+    ///     .with_tls(TlsOptions::default().identity(identity))
+    ///     .build()?;
+    /// # let _ = conn; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_tls(mut self, tls: TlsOptions) -> Self {
+        self.http = self.http.tls(tls);
+        self
+    }
+
+    /// Calls `hook` before every reconnect attempt (not before the first start, nor before a
+    /// stateful resume, which continues the same connection) with where the attempt will go,
+    /// which it may change: a resume cursor in the query, a new routing header, another
+    /// region. [`HubConnection::set_url`](crate::HubConnection::set_url) and
+    /// [`set_headers`](crate::HubConnection::set_headers) change the same target from outside.
+    ///
+    /// ```
+    /// # fn run() -> Result<(), signalr_client::BuildError> {
+    /// use signalr_client::HubConnectionBuilder;
+    ///
+    /// let conn = HubConnectionBuilder::new("http://localhost:5000/hub")
+    ///     .with_automatic_reconnect()
+    ///     .with_before_reconnect(|target, attempt| {
+    ///         // Tell the server where this client left off.
+    ///         target.url = format!("http://localhost:5000/hub?attempt={}", attempt.attempt);
+    ///     })
+    ///     .build()?;
+    /// # let _ = conn; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_before_reconnect(
+        mut self,
+        hook: impl Fn(&mut ConnectTarget, &ReconnectAttempt<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.before_reconnect = Some(BeforeReconnect(Arc::new(hook)));
         self
     }
 
@@ -210,6 +293,12 @@ impl HubConnectionBuilder {
             hub_url(&self.url).map_err(BuildError::Url)?;
         }
         self.keep_alive.validate().map_err(BuildError::KeepAlive)?;
+        // Built once for the connection's life: every reconnect shares its connection pool,
+        // TLS configuration (the OS trust store is read here, once) and cookie jar.
+        let opener = match self.connector {
+            Some(connector) => Opener::Connector(connector),
+            None => Opener::Http(HttpClient::new(&self.http).map_err(BuildError::Transport)?),
+        };
         if self.http.transports.is_empty() {
             return Err(BuildError::NoTransport);
         }
@@ -232,10 +321,11 @@ impl HubConnectionBuilder {
             start_policy: self.start_policy,
             outbox_capacity: self.outbox_capacity,
             stateful_buffer: self.stateful_buffer,
-            connector: self.connector,
+            opener,
             keep_alive: self.keep_alive,
             stream_buffer: self.stream_buffer.max(1),
             stream_consumer_timeout: self.stream_consumer_timeout,
+            before_reconnect: self.before_reconnect,
         }))
     }
 }

@@ -13,7 +13,7 @@ use futures_util::FutureExt as _;
 use serde::{Serialize, de::DeserializeOwned};
 use signalr_protocol::{Arguments, HubProtocol, Payload, PayloadFormat};
 use signalr_reconnect::{KeepAliveConfig, RetryPolicy};
-use signalr_transport::HttpOptions;
+use signalr_transport::{HttpOptions, header::HeaderMap};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
@@ -21,6 +21,7 @@ use crate::{
     error::{HubError, Result},
     handlers::{HandlerFn, Handlers, Outcome, Subscription},
     stream::HubStream,
+    target::{BeforeReconnect, ConnectTarget},
     upload::Upload,
 };
 
@@ -50,12 +51,23 @@ pub(crate) struct Config {
     pub(crate) outbox_capacity: usize,
     /// Stateful reconnect's replay-buffer limit in bytes, when enabled.
     pub(crate) stateful_buffer: Option<usize>,
-    /// Opens connections instead of negotiate + transports, when set.
-    pub(crate) connector: Option<Arc<dyn signalr_transport::Connector>>,
+    /// How connections are opened.
+    pub(crate) opener: Opener,
     pub(crate) keep_alive: KeepAliveConfig,
     pub(crate) stream_buffer: usize,
     /// How long a full stream buffer may hold reading back before the stream fails.
     pub(crate) stream_consumer_timeout: std::time::Duration,
+    /// Called before each reconnect attempt, to change where it goes.
+    pub(crate) before_reconnect: Option<BeforeReconnect>,
+}
+
+/// How a connection's attempts open their transport.
+pub(crate) enum Opener {
+    /// Negotiate and a transport over HTTP, every attempt sharing this client (its connection
+    /// pool, TLS configuration and cookie jar).
+    Http(signalr_transport::HttpClient),
+    /// The user's connector (the URL is only a label then).
+    Connector(Arc<dyn signalr_transport::Connector>),
 }
 
 type ErrorCallback = Arc<dyn Fn(Option<&HubError>) + Send + Sync>;
@@ -64,6 +76,8 @@ type IdCallback = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 /// State shared by the handles and the driver.
 pub(crate) struct Shared {
     state: watch::Sender<HubConnectionState>,
+    /// Where the next connection attempt goes.
+    target: Mutex<ConnectTarget>,
     connection_id: Mutex<Option<String>>,
     pub(crate) handlers: Arc<Handlers>,
     on_reconnecting: Mutex<Vec<ErrorCallback>>,
@@ -112,6 +126,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    /// Where the next connection attempt goes.
+    pub(crate) fn target(&self) -> ConnectTarget {
+        lock(&self.target).clone()
+    }
+
+    /// Lets `hook` change where the next attempt goes.
+    pub(crate) fn update_target(&self, hook: impl FnOnce(&mut ConnectTarget)) {
+        let mut target = self.target();
+        hook(&mut target);
+        *lock(&self.target) = target;
+    }
+
     pub(crate) fn set_state(&self, state: HubConnectionState) {
         self.connected
             .store(state == HubConnectionState::Connected, Ordering::Release);
@@ -235,7 +261,7 @@ pub struct HubConnection {
 impl std::fmt::Debug for HubConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HubConnection")
-            .field("url", &signalr_transport::Redacted(&self.inner.config.url))
+            .field("url", &signalr_transport::Redacted(&self.url()))
             .field("state", &self.state())
             .finish_non_exhaustive()
     }
@@ -244,8 +270,13 @@ impl std::fmt::Debug for HubConnection {
 impl HubConnection {
     pub(crate) fn new(config: Config) -> Self {
         let (state, _) = watch::channel(HubConnectionState::Disconnected);
+        let target = ConnectTarget {
+            url: config.url.clone(),
+            headers: config.http.headers.clone(),
+        };
         let shared = Arc::new(Shared {
             state,
+            target: Mutex::new(target),
             connection_id: Mutex::new(None),
             handlers: Arc::new(Handlers::default()),
             on_reconnecting: Mutex::default(),
@@ -342,6 +373,46 @@ impl HubConnection {
         self.inner.shared.state.subscribe()
     }
 
+    /// The hub URL the next connection attempt goes to.
+    pub fn url(&self) -> String {
+        lock(&self.inner.shared.target).url.clone()
+    }
+
+    /// Changes the hub URL, for the next connection attempt: the next `start`, or the next
+    /// reconnect attempt. Only while `Disconnected` or `Reconnecting`, as in the JavaScript
+    /// client (whose `baseUrl` setter throws otherwise); else [`HubError::InvalidState`]. A URL
+    /// that cannot be used is refused with [`HubError::Transport`]. A stateful resume keeps
+    /// the URL it negotiated: it continues the same connection.
+    pub fn set_url(&self, url: impl Into<String>) -> Result<()> {
+        let url = url.into();
+        self.changeable("change the URL of")?;
+        if let Opener::Http(_) = self.inner.config.opener {
+            signalr_transport::hub_url(&url).map_err(HubError::Transport)?;
+        }
+        lock(&self.inner.shared.target).url = url;
+        Ok(())
+    }
+
+    /// The headers every request of the next connection attempt carries.
+    pub fn headers(&self) -> HeaderMap {
+        lock(&self.inner.shared.target).headers.clone()
+    }
+
+    /// Replaces the headers of every request, from the next connection attempt on; only while
+    /// `Disconnected` or `Reconnecting` (see [`set_url`](Self::set_url)).
+    pub fn set_headers(&self, headers: HeaderMap) -> Result<()> {
+        self.changeable("change the headers of")?;
+        lock(&self.inner.shared.target).headers = headers;
+        Ok(())
+    }
+
+    fn changeable(&self, operation: &'static str) -> Result<()> {
+        match self.state() {
+            HubConnectionState::Disconnected | HubConnectionState::Reconnecting => Ok(()),
+            state => Err(HubError::InvalidState { operation, state }),
+        }
+    }
+
     /// The connection id the server gave in negotiate; `None` when not connected or when
     /// negotiation was skipped.
     pub fn connection_id(&self) -> Option<String> {
@@ -358,6 +429,14 @@ impl HubConnection {
             .ok_or(HubError::NotConnected {
                 state: self.state(),
             })
+    }
+
+    /// The error for a call whose queue is closed: the driver has ended, so the connection is
+    /// over, even if the state it publishes last has not changed yet.
+    fn ended() -> HubError {
+        HubError::NotConnected {
+            state: HubConnectionState::Disconnected,
+        }
     }
 
     fn next_id(&self) -> String {
@@ -405,9 +484,7 @@ impl HubConnection {
         let commands = self.sender()?;
         queue(&commands, command)
             .await
-            .map_err(|()| HubError::NotConnected {
-                state: self.state(),
-            })?;
+            .map_err(|()| Self::ended())?;
         // Started after the Invocation is queued, so that their items follow it.
         let pumps: Vec<_> = uploads
             .into_iter()
@@ -454,9 +531,6 @@ impl HubConnection {
             reply: None,
             reservation: None,
         });
-        let not_connected = || HubError::NotConnected {
-            state: self.state(),
-        };
         if let Admission::Queue(reservation) = self.inner.shared.admit(size) {
             if let Command::Send { reservation: r, .. } = &mut *command {
                 *r = reservation;
@@ -467,16 +541,15 @@ impl HubConnection {
                 match commands.as_ref().map(|c| c.try_send(command)) {
                     Some(Ok(())) => return Ok(()),
                     Some(Err(mpsc::error::TrySendError::Full(c))) => command = c,
-                    None | Some(Err(mpsc::error::TrySendError::Closed(_))) => {
-                        return Err(not_connected());
-                    }
+                    None => return Err(self.sender().err().unwrap_or_else(Self::ended)),
+                    Some(Err(mpsc::error::TrySendError::Closed(_))) => return Err(Self::ended()),
                 }
             }
             return self
                 .sender()?
                 .send(command)
                 .await
-                .map_err(|_| not_connected());
+                .map_err(|_| Self::ended());
         }
         // Not connected, or the replay buffer has no room: wait for the outcome.
         let (reply, sent) = oneshot::channel();
@@ -485,7 +558,7 @@ impl HubConnection {
         }
         queue_boxed(&self.sender()?, command)
             .await
-            .map_err(|()| not_connected())?;
+            .map_err(|()| Self::ended())?;
         sent.await.map_err(|_| HubError::Stopped)?
     }
 
@@ -508,9 +581,7 @@ impl HubConnection {
         };
         queue(&commands, command)
             .await
-            .map_err(|()| HubError::NotConnected {
-                state: self.state(),
-            })?;
+            .map_err(|()| Self::ended())?;
         Ok(HubStream {
             id,
             items,

@@ -16,7 +16,9 @@ use signalr_protocol::{
     Arguments, CancelInvocation, Close, CompletionResult, HandshakeRequest, HandshakeResponse,
     HubMessage, HubProtocol, Invocation, MessageDecoder, Payload, StreamInvocation, TransportKind,
 };
-use signalr_reconnect::{KeepAlive, KeepAliveEvent, Reason, Reconnect, ReconnectDecision};
+use signalr_reconnect::{
+    KeepAlive, KeepAliveEvent, Reason, Reconnect, ReconnectDecision, ReconnectEvent,
+};
 use signalr_transport::{Negotiated, Transport};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -26,10 +28,11 @@ use tracing::{debug, info, warn};
 
 use crate::{
     HubConnectionState,
-    connection::{Config, Reservation, Shared},
+    connection::{Config, Opener, Reservation, Shared},
     error::{HubError, Result},
     handlers::{self, Dispatch},
     rt,
+    target::ReconnectAttempt,
 };
 
 /// Requests from handles to the driver.
@@ -154,10 +157,14 @@ fn to_instant(i: std::time::Instant) -> Instant {
 /// Negotiates, opens a transport and completes the handshake.
 async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
     let protocol = Arc::clone(&config.protocol);
-    let opened = match &config.connector {
-        Some(connector) => connector.connect(protocol.transfer_format()).await,
-        None => {
-            signalr_transport::connect(&config.url, protocol.transfer_format(), &config.http).await
+    let opened = match &config.opener {
+        Opener::Connector(connector) => connector.connect(protocol.transfer_format()).await,
+        Opener::Http(client) => {
+            let target = shared.target();
+            let mut http = config.http.clone();
+            http.headers = target.headers;
+            signalr_transport::connect_with(client, &target.url, protocol.transfer_format(), &http)
+                .await
         }
     };
     let mut conn = opened.map_err(HubError::Transport)?;
@@ -588,8 +595,19 @@ impl Driver {
                     return Err(None);
                 }
             }
-            if reconnect.handle_timeout(rt::now()).is_none() {
+            let now = rt::now();
+            let Some(ReconnectEvent::StartAttempt { attempt }) = reconnect.handle_timeout(now)
+            else {
                 continue;
+            };
+            if let Some(hook) = &self.config.before_reconnect {
+                let attempt = ReconnectAttempt {
+                    attempt,
+                    elapsed: reconnect.elapsed(now).unwrap_or_default(),
+                    reason: &*last,
+                };
+                self.shared
+                    .update_target(|target| (hook.0)(target, &attempt));
             }
             match self.connect_or_stop(HubConnectionState::Reconnecting).await {
                 Ok(session) => {

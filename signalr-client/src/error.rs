@@ -115,6 +115,10 @@ pub enum BuildError {
     /// The hub URL cannot be used.
     #[error("invalid hub URL")]
     Url(#[source] TransportError),
+    /// The proxy or TLS settings cannot be used (a malformed proxy URL, a root that is not a
+    /// certificate, an identity whose key does not fit).
+    #[error("invalid transport settings")]
+    Transport(#[source] TransportError),
     /// Keep-alive, server timeout or handshake timeout do not fit together.
     #[error("invalid keep-alive settings")]
     KeepAlive(#[source] signalr_reconnect::ConfigError),

@@ -58,6 +58,7 @@ mod error;
 mod handlers;
 mod rt;
 mod stream;
+mod target;
 mod upload;
 
 pub use builder::HubConnectionBuilder;
@@ -68,4 +69,5 @@ pub use signalr_protocol as protocol;
 pub use signalr_reconnect as reconnect;
 pub use signalr_transport as transport;
 pub use stream::HubStream;
+pub use target::{ConnectTarget, ReconnectAttempt};
 pub use upload::Upload;

@@ -60,6 +60,10 @@ pub struct ServerConfig {
     pub refuse_websockets: bool,
     /// How a connection's non-streaming hub methods run ([`Invocations::Sequential`]).
     pub invocations: Invocations,
+    /// This instance's name, which the hub method `GetServerName` returns: in a deployment of
+    /// several instances, it tells a client which one holds its connection. A random name
+    /// (`server-` and eight letters or digits) by default.
+    pub server_name: String,
     /// Let a connection's credentials expire this long after it was created (by negotiate, or
     /// by a WebSocket connected without it), as a JWT's `exp` would: after that every request
     /// on the connection (a poll, a send, an event-stream connect, a WebSocket resume) is
@@ -127,6 +131,7 @@ impl Default for ServerConfig {
             stream_buffer_capacity: 10,
             refuse_websockets: false,
             invocations: Invocations::Sequential,
+            server_name: format!("server-{}", crate::registry::random_id(8)),
             token_lifetime: None,
             tls: None,
         }
@@ -177,6 +182,7 @@ impl fmt::Debug for ServerConfig {
             .field("stream_buffer_capacity", &self.stream_buffer_capacity)
             .field("refuse_websockets", &self.refuse_websockets)
             .field("invocations", &self.invocations)
+            .field("server_name", &self.server_name)
             .field("token_lifetime", &self.token_lifetime)
             .field("tls", &self.tls)
             .finish()

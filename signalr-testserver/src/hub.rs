@@ -290,6 +290,11 @@ impl HubContext {
         &self.connection_id
     }
 
+    /// The name of the server instance ([`ServerConfig::server_name`](crate::ServerConfig)).
+    pub fn server_name(&self) -> &str {
+        &self.shared.config.server_name
+    }
+
     /// The caller's payload format, for building payloads it can read.
     pub fn payload_format(&self) -> PayloadFormat {
         self.format

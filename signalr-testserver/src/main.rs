@@ -82,6 +82,9 @@ struct Args {
     /// Stateful resumes of one connection allowed per second after the burst.
     #[arg(long, default_value_t = 100)]
     resumes_per_second: u32,
+    /// This instance's name, returned by the hub method GetServerName [default: a random one].
+    #[arg(long)]
+    server_name: Option<String>,
     /// A connection's credentials expire this many milliseconds after negotiate: later
     /// requests on it (polls, sends, event-stream connects, WebSocket resumes) get 401.
     #[arg(long)]
@@ -162,6 +165,9 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     config.resume_burst = args.resume_burst;
     config.resumes_per_second = args.resumes_per_second;
     config.token_lifetime = args.token_lifetime_ms.map(ms);
+    if let Some(name) = &args.server_name {
+        config.server_name.clone_from(name);
+    }
     config.tls = tls(args)?;
     Ok(config)
 }

@@ -136,7 +136,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A random URL-safe id of `len` characters.
-fn random_id(len: usize) -> String {
+pub(crate) fn random_id(len: usize) -> String {
     rand::rng()
         .sample_iter(&Alphanumeric)
         .take(len)

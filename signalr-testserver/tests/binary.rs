@@ -45,7 +45,7 @@ fn start(args: &[&str]) -> Server {
         .unwrap_or_else(|| panic!("first line was {first:?}"))
         .clone_into(&mut server.url);
     assert!(
-        server.url.starts_with("http://127.0.0.1:"),
+        server.url.starts_with("http://127.0.0.1:") || server.url.starts_with("https://127.0.0.1:"),
         "{}",
         server.url
     );
@@ -158,4 +158,106 @@ async fn users_flags_reach_the_server() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("TOKEN=NAME"));
+}
+
+/// `POST negotiate` over TLS to `url` (https), trusting `ca_pem`, presenting `identity_pem`
+/// when given; the status line, or the error.
+async fn tls_negotiate(
+    url: &str,
+    ca_pem: &[u8],
+    identity_pem: Option<&[u8]>,
+) -> Result<String, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject as _};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity_pem {
+        Some(pem) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(pem)
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(pem).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let authority = url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "POST /hub/negotiate?negotiateVersion=1 HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    tls.read_to_end(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&response)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[tokio::test]
+async fn serves_tls_with_a_throwaway_ca_and_requires_client_certificates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let dir_text = dir.display().to_string();
+    let ca = dir.join("ca.pem").display().to_string();
+    let server = start(&["--tls-self-signed", &dir_text, "--client-ca", &ca]);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let ca_pem = std::fs::read(dir.join("ca.pem")).unwrap();
+    let identity = std::fs::read(dir.join("client.pem")).unwrap();
+    for file in ["server.pem", "server-key.pem"] {
+        assert!(dir.join(file).is_file(), "{file}");
+    }
+    assert_eq!(
+        tls_negotiate(&server.url, &ca_pem, Some(&identity))
+            .await
+            .unwrap(),
+        "HTTP/1.1 200 OK"
+    );
+    // Without a client certificate the server's alert ends the connection.
+    let refused = tls_negotiate(&server.url, &ca_pem, None).await.unwrap_err();
+    assert!(refused.contains("CertificateRequired"), "{refused}");
+    drop(server);
+    // Its own certificate and key, given back as files: plain TLS, no client certificate.
+    let cert = dir.join("server.pem").display().to_string();
+    let key = dir.join("server-key.pem").display().to_string();
+    let server = start(&["--tls-cert", &cert, "--tls-key", &key]);
+    assert_eq!(
+        tls_negotiate(&server.url, &ca_pem, None).await.unwrap(),
+        "HTTP/1.1 200 OK"
+    );
+    drop(server);
+}
+
+#[test]
+fn refuses_client_certificates_without_tls() {
+    let out = Command::new(env!("CARGO_BIN_EXE_signalr-testserver"))
+        .args(["--port", "0", "--client-ca", "/nonexistent.pem"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--client-ca needs TLS"), "{err}");
 }

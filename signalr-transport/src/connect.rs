@@ -10,7 +10,7 @@ use crate::{
     error::{Result, TransportError},
     long_polling::LongPollingTransport,
     negotiate::{Negotiated, TokenSource, negotiate_with, token},
-    net::Net,
+    net::HttpClient,
     options::HttpOptions,
     redact::redact,
     sse::SseTransport,
@@ -78,8 +78,21 @@ pub async fn connect(
     format: TransferFormat,
     options: &HttpOptions,
 ) -> Result<Connection> {
+    connect_with(&HttpClient::new(options)?, url, format, options).await
+}
+
+/// [`connect`] with a [`HttpClient`] built once: what a client that reconnects uses, so that
+/// every attempt shares one connection pool, TLS configuration and cookie jar. `client` must
+/// have been built from `options` (the options still say which transports, tokens, headers and
+/// timeouts to use).
+pub async fn connect_with(
+    client: &HttpClient,
+    url: &str,
+    format: TransferFormat,
+    options: &HttpOptions,
+) -> Result<Connection> {
     let url = hub_url(url)?;
-    let net = Net::new(options)?;
+    let net = &client.attempt();
     if options.skip_negotiation {
         if !options.transports.contains(&TransportKind::WebSockets) {
             return Err(TransportError::SkipNegotiationNeedsWebSockets);
@@ -91,7 +104,7 @@ pub async fn connect(
         };
         let token = token(&source, options).await?;
         let ws = WebSocketTransport::connect(
-            &net,
+            net,
             &url,
             token.as_deref(),
             &options.headers,
@@ -106,7 +119,7 @@ pub async fn connect(
     }
     let mut failures: Vec<(TransportKind, TransportError)> = Vec::new();
     loop {
-        let negotiated = negotiate_with(&net, &url, options).await?;
+        let negotiated = negotiate_with(net, &url, options).await?;
         let tried: Vec<TransportKind> = failures.iter().map(|(k, _)| *k).collect();
         let candidate = options.transports.iter().copied().find(|kind| {
             !tried.contains(kind)

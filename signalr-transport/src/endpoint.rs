@@ -46,7 +46,7 @@ impl Endpoint {
     ) -> Result<Response> {
         let mut request = self
             .net
-            .http
+            .http(&url)?
             .request(method, url.clone())
             .headers(self.headers.clone());
         if let Some(token) = &self.token {

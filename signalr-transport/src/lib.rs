@@ -50,14 +50,46 @@
 //!
 //! # TLS
 //!
-//! With the default `rustls` feature, `https`/`wss` use rustls (aws-lc-rs provider, as reqwest's own TLS) and trust
-//! Mozilla's roots plus [`TlsOptions::extra_roots`]. One configuration serves every transport, so
-//! verification is on for all of them, or, with [`TlsOptions::danger_accept_invalid_certs`]
-//! (tests only), off for all of them.
+//! With the default `rustls` feature, `https`/`wss` use rustls (aws-lc-rs provider, as
+//! reqwest's own TLS) and trust the operating system's store by default
+//! ([`Roots::Platform`], through `rustls-platform-verifier`: a corporate root installed by an
+//! administrator is trusted, as in a browser), or Mozilla's roots ([`Roots::Mozilla`]), plus
+//! [`TlsOptions::extra_roots`]. A client certificate ([`Identity`], PEM) is presented to
+//! servers that ask for one (mutual TLS). One configuration serves every transport and an
+//! `https` proxy, so verification is on for all of them, or, with
+//! [`TlsOptions::danger_accept_invalid_certs`] (tests only), off for all of them. A certificate
+//! we refuse is [`TransportError::UntrustedCertificate`], one the server refuses
+//! [`TransportError::CertificateRejected`]; neither is retryable.
 //!
+//! # Cookies
+//!
+//! [`HttpOptions::cookies`] holds a [`CookieJar`] (a new one by default): negotiate, every
+//! transport request (the WebSocket upgrade too) and every resume send what the servers set,
+//! so a load balancer's affinity cookie keeps a connection on its instance. Bounded (50
+//! `Set-Cookie` per response, 4 KiB each, 300 in all); values never reach logs.
+//!
+//! # Proxies
+//!
+//! [`Proxy::System`] (the default) reads `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and
+//! `NO_PROXY` exactly as reqwest does, for the WebSocket too; [`Proxy::url`] names one (Basic
+//! credentials as userinfo), [`Proxy::None`] goes direct. The WebSocket goes through a `CONNECT`
+//! tunnel (TLS to an `https` proxy, then TLS to the hub inside it for `wss`); negotiate, SSE and
+//! long polling through reqwest. A refusal is [`TransportError::ProxyRefused`] with the proxy's
+//! status, a proxy that cannot be reached [`TransportError::Proxy`]; both name the proxy
+//! without its credentials.
+//!
+//! # Behind a load balancer
+//!
+//! A 404 on a transport's first request for the connection negotiate had just created is
+//! [`TransportError::UnknownConnection`]: another instance answered, and the deployment needs
+//! sticky sessions (or WebSockets without negotiate). A 401 or 403 on a started connection's
+//! poll or send is [`TransportError::Unauthorized`]: its token expired, and a new connection
+//! (with a fresh negotiate and token) may succeed.
+
 //! # Features
 //!
-//! - `rustls` (default): TLS as above. Without it, `https`/`wss` fail with a clear error.
+//! - `rustls` (default): TLS as above. Without it, `https`/`wss` (and `https` proxies) fail with
+//!   a clear error.
 
 mod connect;
 mod cookies;
@@ -77,16 +109,17 @@ mod websocket;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-pub use connect::{Connection, connect, hub_url, open};
+pub use connect::{Connection, connect, connect_with, hub_url, open};
 pub use cookies::{CookieJar, MAX_COOKIE_BYTES, MAX_COOKIES, MAX_SET_COOKIES};
 pub use error::{BoxError, TransportError};
+/// Header names, values and maps, from the `http` crate (the types reqwest and hyper use).
+pub use http::header;
 pub use long_polling::LongPollingTransport;
 pub use negotiate::{Negotiated, negotiate};
+pub use net::HttpClient;
 pub use options::{AccessTokenFactory, CrossOriginRedirects, HttpOptions, WebSocketOptions};
 pub use proxy::Proxy;
 pub use redact::{Redacted, redact};
-/// Header names and values for [`HttpOptions::header`], re-exported from `reqwest` (`http`).
-pub use reqwest::header as reqwest_header;
 pub use signalr_protocol::{TransferFormat, TransportKind};
 pub use sse::SseTransport;
 pub use tls::{Identity, Roots, TlsOptions};

@@ -147,7 +147,10 @@ impl Hop {
         // expired), as the official clients do; a second 401 is the answer.
         let mut refreshed = false;
         let response = loop {
-            let mut request = net.http.post(target.clone()).headers(self.headers.clone());
+            let mut request = net
+                .http(&target)?
+                .post(target.clone())
+                .headers(self.headers.clone());
             if let Some(token) = token(&self.source, options).await? {
                 request = request.header(AUTHORIZATION, bearer(&token)?);
             }
@@ -229,7 +232,7 @@ impl Hop {
 
 /// Negotiates with the hub at `url`, following redirects as `options` allow.
 pub async fn negotiate(url: &Url, options: &HttpOptions) -> Result<Negotiated> {
-    negotiate_with(&Net::new(options)?, url, options).await
+    negotiate_with(&crate::HttpClient::new(options)?.attempt(), url, options).await
 }
 
 pub(crate) async fn negotiate_with(

@@ -141,6 +141,28 @@ impl TlsOptions {
         self
     }
 
+    /// Trusts every certificate in `pem` (PEM text: a CA bundle, or one CA) as a root as well.
+    pub fn extra_roots_pem(self, pem: &[u8]) -> Result<Self> {
+        #[cfg(feature = "rustls")]
+        {
+            use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+            let mut this = self;
+            let before = this.extra_roots.len();
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                this.extra_roots.push(cert.map_err(pem_error)?.to_vec());
+            }
+            if this.extra_roots.len() == before {
+                return Err(pem_error("no CERTIFICATE block"));
+            }
+            Ok(this)
+        }
+        #[cfg(not(feature = "rustls"))]
+        {
+            let _ = (self, pem);
+            Err(pem_error("TLS needs the `rustls` feature"))
+        }
+    }
+
     /// Presents `identity` to servers that ask for a client certificate.
     #[must_use]
     pub fn identity(mut self, identity: Identity) -> Self {

@@ -117,12 +117,12 @@ const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// (TLS to the proxy itself for an `https` proxy); then TLS to the hub for `wss`.
 async fn open_stream(net: &Net, url: &Url, host: &str, port: u16) -> Result<Stream> {
     let io = |e: std::io::Error| TransportError::WebSocket(e.into());
-    let Some(route) = net.proxies.route(url)? else {
+    let Some(route) = net.proxies().route(url)? else {
         let tcp = TcpStream::connect((host, port)).await.map_err(io)?;
         tcp.set_nodelay(true).map_err(io)?;
         let stream = Stream::Plain(tcp);
         return if url.scheme() == "wss" {
-            connect_tls(stream, host, &net.tls).await
+            connect_tls(stream, host, net.tls()).await
         } else {
             Ok(stream)
         };
@@ -140,7 +140,7 @@ async fn open_stream(net: &Net, url: &Url, host: &str, port: u16) -> Result<Stre
     tcp.set_nodelay(true).map_err(failed)?;
     let mut stream = Stream::Plain(tcp);
     if route.proxy.scheme() == "https" {
-        stream = connect_tls(stream, &proxy_host, &net.tls)
+        stream = connect_tls(stream, &proxy_host, net.tls())
             .await
             .map_err(|e| match e {
                 TransportError::WebSocket(source) => TransportError::Proxy {
@@ -152,7 +152,7 @@ async fn open_stream(net: &Net, url: &Url, host: &str, port: u16) -> Result<Stre
     }
     crate::proxy::tunnel(&mut stream, host, port, &route).await?;
     if url.scheme() == "wss" {
-        stream = connect_tls(stream, host, &net.tls).await?;
+        stream = connect_tls(stream, host, net.tls()).await?;
     }
     Ok(stream)
 }
@@ -179,7 +179,7 @@ async fn upgrade(
     let mut stream = open_stream(net, url, host, port).await?;
     let key = generate_key();
     let mut headers = headers.clone();
-    if let Some(jar) = &net.cookies {
+    if let Some(jar) = net.cookies() {
         jar.attach(url, &mut headers);
     }
     stream
@@ -187,7 +187,7 @@ async fn upgrade(
         .await
         .map_err(|e| TransportError::WebSocket(e.into()))?;
     let head = read_head(&mut stream, MAX_RESPONSE_HEAD, "WebSocket upgrade").await?;
-    if let Some(jar) = &net.cookies {
+    if let Some(jar) = net.cookies() {
         jar.store_from(url, &head.headers);
     }
     if head.status != 101 {

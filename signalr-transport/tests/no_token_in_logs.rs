@@ -15,6 +15,8 @@ use signalr_transport::{HttpOptions, connect};
 
 const CANARY: &str = "CANARY-7f3a9c-TOKEN";
 const REDIRECT_CANARY: &str = "CANARY-REDIRECT-51d2";
+const COOKIE_CANARY: &str = "CANARY-COOKIE-93be";
+const PROXY_CANARY: &str = "CANARY-PROXY-PASS-0c44";
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -46,7 +48,13 @@ async fn tokens_never_reach_the_logs() {
     config.redirect = Some(Redirect::new(server.url(), Some(REDIRECT_CANARY.into())));
     let redirector = TestServer::start(config).await.unwrap();
 
-    let factory = HttpOptions::default().access_token_factory(|| async { Ok(CANARY.to_owned()) });
+    // A session cookie goes with every request of every transport.
+    let jar = Arc::new(signalr_transport::CookieJar::new());
+    jar.add(&format!("session={COOKIE_CANARY}; Path=/"), server.url())
+        .unwrap();
+    let factory = HttpOptions::default()
+        .cookies(Some(jar))
+        .access_token_factory(|| async { Ok(CANARY.to_owned()) });
     for in_query in [false, true] {
         for kind in TransportKind::ALL {
             let options = factory
@@ -81,6 +89,24 @@ async fn tokens_never_reach_the_logs() {
     let ok = connect(server.url(), TransferFormat::Text, &ws).await;
     tracing::info!(connected = ok.is_ok(), options = ?ws, "skip-negotiation attempt");
 
+    // A proxy with credentials that is not there: its failures name it, not its password.
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!(
+        "http://user:{PROXY_CANARY}@{}",
+        unused.local_addr().unwrap()
+    );
+    drop(unused);
+    for kind in TransportKind::ALL {
+        let options = factory
+            .clone()
+            .transports([kind])
+            .proxy(signalr_transport::Proxy::url(proxy.clone()));
+        let err = connect(server.url(), TransferFormat::Text, &options)
+            .await
+            .unwrap_err();
+        tracing::error!(error = %err, debug = ?err, options = ?options, "expected proxy failure");
+    }
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("negotiate") && logs.contains("opening WebSocket"),
@@ -97,5 +123,17 @@ async fn tokens_never_reach_the_logs() {
     assert!(
         !logs.contains(REDIRECT_CANARY),
         "the redirect's token leaked into the logs"
+    );
+    assert!(
+        logs.contains("expected proxy failure") && logs.contains("proxy http://127.0.0.1:"),
+        "the proxy is named:\n{logs}"
+    );
+    assert!(
+        !logs.contains(COOKIE_CANARY),
+        "a cookie leaked into the logs:\n{logs}"
+    );
+    assert!(
+        !logs.contains(PROXY_CANARY),
+        "proxy credentials leaked into the logs:\n{logs}"
     );
 }

@@ -202,3 +202,51 @@ async fn a_forward_proxy_that_wants_credentials_is_named() {
         log[0]
     );
 }
+
+/// A server (or a load balancer in front of it) that answers negotiate with a flood of
+/// `Set-Cookie` headers: the jar keeps at most 50 per response, and a head past hyper's
+/// 100-header limit is an error, never unbounded memory.
+#[tokio::test]
+async fn a_set_cookie_flood_is_bounded() {
+    async fn negotiate_with(cookies: usize) -> (Result<(), TransportError>, usize) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hub", listener.local_addr().unwrap());
+        let value = "v".repeat(100);
+        let head: String = std::iter::once("HTTP/1.1 200 OK\r\n".to_owned())
+            .chain((0..cookies).map(|i| format!("Set-Cookie: c{i}={value}; Path=/\r\n")))
+            .collect();
+        let body = r#"{"error":"go away"}"#;
+        let response = format!("{head}Content-Length: {}\r\n\r\n{body}", body.len());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(response.as_bytes()).await;
+            }
+        });
+        let jar = Arc::new(signalr_transport::CookieJar::new());
+        let options = HttpOptions::default().cookies(Some(Arc::clone(&jar)));
+        let result = connect(&url, TransferFormat::Text, &options)
+            .await
+            .map(drop);
+        (result, jar.len())
+    }
+    let (result, held) = negotiate_with(90).await;
+    assert!(
+        matches!(result, Err(TransportError::Negotiate(_))),
+        "{result:?}"
+    );
+    assert_eq!(held, signalr_transport::MAX_SET_COOKIES);
+    let (result, held) = negotiate_with(500).await;
+    assert!(
+        matches!(
+            result,
+            Err(TransportError::Http {
+                what: "negotiate",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(held, 0);
+}

@@ -2,10 +2,12 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod credentials;
 mod faults;
 mod order;
 mod reconnect;
 mod stateful;
 mod support;
+mod target;
 mod timing;
 mod zero_loss;

@@ -182,8 +182,8 @@ async fn a_cross_origin_redirect_carries_no_user_credentials(_: Pair) {
     let conn = HubConnectionBuilder::new(&a_url)
         .with_access_token(|| async { Ok("secret-for-a".to_owned()) })
         .with_header(
-            reqwest_header("x-user-secret"),
-            signalr_client::transport::reqwest_header::HeaderValue::from_static("s3cr3t"),
+            header_name("x-user-secret"),
+            signalr_client::transport::header::HeaderValue::from_static("s3cr3t"),
         )
         .build()
         .unwrap();
@@ -201,6 +201,6 @@ async fn a_cross_origin_redirect_carries_no_user_credentials(_: Pair) {
     b_task.abort();
 }
 
-fn reqwest_header(name: &'static str) -> signalr_client::transport::reqwest_header::HeaderName {
-    signalr_client::transport::reqwest_header::HeaderName::from_static(name)
+fn header_name(name: &'static str) -> signalr_client::transport::header::HeaderName {
+    signalr_client::transport::header::HeaderName::from_static(name)
 }
