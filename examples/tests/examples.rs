@@ -95,6 +95,42 @@ async fn interop_client_passes_every_step() {
         .unwrap();
         let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(report["failed"], 0, "{transport}/{protocol}: {report}");
-        assert!(report["passed"].as_u64().unwrap() >= 13, "{report}");
+        // The test server has the optional methods too.
+        assert_eq!(report["skipped"], 0, "{transport}/{protocol}: {report}");
+        assert!(report["passed"].as_u64().unwrap() >= 14, "{report}");
+    }
+}
+
+#[test]
+fn interop_client_refuses_unknown_flags_and_malformed_values() {
+    for args in [
+        &["http://127.0.0.1:1/hub", "--bogus"][..],
+        &["http://127.0.0.1:1/hub", "--header", "no-colon"],
+        &["http://127.0.0.1:1/hub", "--header", "bad name:v"],
+        &["http://127.0.0.1:1/hub", "carrier-pigeon"],
+        &["http://127.0.0.1:1/hub", "ws", "xml"],
+        &["http://127.0.0.1:1/hub", "--proxy"],
+        &[
+            "http://127.0.0.1:1/hub",
+            "--proxy",
+            "http://p:1",
+            "--no-proxy",
+        ],
+        &[
+            "http://127.0.0.1:1/hub",
+            "--identity",
+            "/nonexistent/client.pem",
+        ],
+        &["http://127.0.0.1:1/hub", "--proxy", "socks9://p:1"],
+        &[],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_interop_client"))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("Usage: interop_client"), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}: no report");
     }
 }

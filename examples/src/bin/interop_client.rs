@@ -1,236 +1,221 @@
-//! Run with: `cargo run -p examples --bin interop_client -- URL [ws|sse|lp|auto] [json|messagepack]`
+//! Run with: `cargo run -p examples --bin interop_client -- URL [ws|sse|lp|auto] [json|messagepack] [FLAGS]`
 //!
 //! Runs every method of the hub contract (`shared/design/hub-contract.md`) against the server at
 //! URL with our client, prints one JSON object with a result per step, and exits 0 only when
-//! every step passed: a way to check this client against any server that implements the
-//! contract (ours, ASP.NET Core, another language's).
+//! every step passed (optional methods the server lacks are skipped): a way to check this client
+//! against any server that implements the contract (ours, ASP.NET Core, another language's), and
+//! any deployment in front of one (a load balancer, a proxy, mutual TLS) from the command line.
+//! An unknown flag or a malformed value prints the usage and exits with 2. Logs go to stderr
+//! (`RUST_LOG=debug` for more).
 
-use std::{collections::BTreeMap, time::Duration};
+use std::path::PathBuf;
 
-use futures_util::StreamExt as _;
+use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
-use signalr_client::{HubConnection, HubConnectionBuilder, Upload, protocol::TransportKind};
+use signalr_client::{
+    HubConnectionBuilder,
+    protocol::TransportKind,
+    transport::{
+        Identity, Proxy, TlsOptions,
+        header::{HeaderName, HeaderValue},
+    },
+};
 
-// One step per hub method, read top to bottom: splitting it would only scatter the list.
-#[allow(clippy::too_many_lines)]
-async fn steps(conn: &HubConnection) -> BTreeMap<&'static str, Result<(), String>> {
-    let mut results = BTreeMap::new();
-    macro_rules! step {
-        ($name:literal, $body:expr) => {
-            let outcome: Result<(), String> = async { $body }.await;
-            results.insert($name, outcome);
-        };
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Transport {
+    Ws,
+    Sse,
+    Lp,
+    Auto,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Protocol {
+    Json,
+    Messagepack,
+}
+
+/// Runs the hub contract against a SignalR server with the signalr-rs client.
+#[derive(Debug, Parser)]
+#[command(name = "interop_client", about)]
+struct Args {
+    /// The hub URL (http, https, ws or wss).
+    url: String,
+    /// The transport: one, or auto (negotiate picks, with fallback).
+    #[arg(value_enum, default_value = "auto")]
+    transport: Transport,
+    /// The hub protocol.
+    #[arg(value_enum, default_value = "json")]
+    protocol: Protocol,
+    /// Go through this proxy (http:// or https://, credentials as user:password@).
+    #[arg(long, value_name = "URL", conflicts_with = "no_proxy")]
+    proxy: Option<String>,
+    /// Go direct, whatever the proxy environment variables say.
+    #[arg(long)]
+    no_proxy: bool,
+    /// Trust this CA certificate (PEM) as well as the operating system's.
+    #[arg(long, value_name = "PEM")]
+    root_ca: Option<PathBuf>,
+    /// Present this client certificate and key (one PEM file) for mutual TLS.
+    #[arg(long, value_name = "PEM")]
+    identity: Option<PathBuf>,
+    /// Send this header with every request (repeatable).
+    #[arg(long, value_name = "NAME:VALUE", value_parser = header)]
+    header: Vec<(HeaderName, HeaderValue)>,
+    /// Send this bearer token with every request.
+    #[arg(long, value_name = "TOKEN")]
+    access_token: Option<String>,
+    /// Send and keep no cookies (a load balancer's affinity cookie included).
+    #[arg(long)]
+    no_cookies: bool,
+    /// Connect the WebSocket straight to the URL, without negotiate.
+    #[arg(long)]
+    skip_negotiation: bool,
+}
+
+fn header(text: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| "expected NAME:VALUE".to_owned())?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|e| format!("invalid header name {name:?}: {e}"))?;
+    let mut value =
+        HeaderValue::from_str(value.trim()).map_err(|e| format!("invalid header value: {e}"))?;
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+fn read_pem(path: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The builder the flags describe.
+fn builder(args: &Args) -> Result<HubConnectionBuilder, String> {
+    let mut builder = HubConnectionBuilder::new(args.url.as_str());
+    builder = match args.transport {
+        Transport::Ws => builder.with_transports([TransportKind::WebSockets]),
+        Transport::Sse => builder.with_transports([TransportKind::ServerSentEvents]),
+        Transport::Lp => builder.with_transports([TransportKind::LongPolling]),
+        Transport::Auto => builder,
+    };
+    if matches!(args.protocol, Protocol::Messagepack) {
+        builder = builder.with_messagepack();
     }
-    let check = |ok: bool, what: String| if ok { Ok(()) } else { Err(what) };
-    step!("Echo", {
-        let v = json!({"a": [1, "two", null, true], "b": 1.5});
-        let got: Value = conn
-            .invoke("Echo", (&v,))
-            .await
-            .map_err(|e| e.to_string())?;
-        check(got == v, format!("got {got}"))
-    });
-    step!("Add", {
-        let got: i64 = conn
-            .invoke("Add", (40, 2))
-            .await
-            .map_err(|e| e.to_string())?;
-        check(got == 42, format!("got {got}"))
-    });
-    step!("Counter", {
-        let items: Vec<i32> = conn
-            .stream::<i32>("Counter", (5, 10))
-            .await
-            .map_err(|e| e.to_string())?
-            .filter_map(|i| async move { i.ok() })
-            .collect()
-            .await;
-        check(items == [0, 1, 2, 3, 4], format!("got {items:?}"))
-    });
-    step!("Sum", {
-        let got: i64 = conn
-            .invoke_with_uploads(
-                "Sum",
-                (),
-                vec![Upload::new(futures_util::stream::iter(1..=10))],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        check(got == 55, format!("got {got}"))
-    });
-    step!("SendToCaller", {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let _sub = conn.on("interopEcho", move |(v,): (String,)| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(v);
-            }
+    if let Some(proxy) = &args.proxy {
+        builder = builder.with_proxy(Proxy::url(proxy.clone()));
+    }
+    if args.no_proxy {
+        builder = builder.with_proxy(Proxy::None);
+    }
+    let mut tls = TlsOptions::default();
+    if let Some(path) = &args.root_ca {
+        tls = tls
+            .extra_roots_pem(&read_pem(path)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.identity {
+        let identity =
+            Identity::from_pem(&read_pem(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
+        tls = tls.identity(identity);
+    }
+    builder = builder.with_tls(tls);
+    for (name, value) in &args.header {
+        builder = builder.with_header(name.clone(), value.clone());
+    }
+    if let Some(token) = &args.access_token {
+        let token = token.clone();
+        builder = builder.with_access_token(move || {
+            let token = token.clone();
+            async move { Ok(token) }
         });
-        let ack: String = conn
-            .invoke("SendToCaller", ("interopEcho", "ping"))
-            .await
-            .map_err(|e| e.to_string())?;
-        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .map_err(|_| "no call back".to_owned())?;
-        check(
-            ack == "sent" && got.as_deref() == Some("ping"),
-            format!("got {ack} / {got:?}"),
-        )
-    });
-    step!("Broadcast", {
-        let n: i64 = conn
-            .invoke("Broadcast", ("interopBroadcast", 1))
-            .await
-            .map_err(|e| e.to_string())?;
-        check(n >= 1, format!("reached {n}"))
-    });
-    step!("Groups", {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let _sub = conn.on("interopGroup", move |(v,): (i32,)| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(v);
-            }
-        });
-        let g: String = conn
-            .invoke("JoinGroup", ("interop",))
-            .await
-            .map_err(|e| e.to_string())?;
-        conn.invoke::<String>("SendToGroup", ("interop", "interopGroup", 7))
-            .await
-            .map_err(|e| e.to_string())?;
-        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .map_err(|_| "no group message".to_owned())?;
-        let left: String = conn
-            .invoke("LeaveGroup", ("interop",))
-            .await
-            .map_err(|e| e.to_string())?;
-        check(
-            g == "interop" && left == "interop" && got == Some(7),
-            format!("got {g} / {got:?} / {left}"),
-        )
-    });
-    step!("Fail", {
-        match conn.invoke::<()>("Fail", ("expected failure",)).await {
-            Err(e) => check(
-                e.to_string().contains("expected failure"),
-                format!("wrong error {e}"),
-            ),
-            Ok(()) => Err("succeeded".into()),
-        }
-    });
-    step!("UnknownMethod", {
-        match conn.invoke::<()>("NoSuchMethodHere", ()).await {
-            Err(e) => check(
-                e.to_string().contains("NoSuchMethodHere"),
-                format!("error does not name the method: {e}"),
-            ),
-            Ok(()) => Err("succeeded".into()),
-        }
-    });
-    step!("AskClient", {
-        let _sub = conn.on_invoke("interopQuestion", |(x,): (i64,)| async move {
-            Ok::<_, String>(x + 1)
-        });
-        let got: i64 = conn
-            .invoke("AskClient", ("interopQuestion", 41))
-            .await
-            .map_err(|e| e.to_string())?;
-        check(got == 42, format!("got {got}"))
-    });
-    step!(
-        "NoResult",
-        conn.invoke::<()>("NoResult", ())
-            .await
-            .map_err(|e| e.to_string())
-    );
-    step!("GetConnectionId", {
-        let id: String = conn
-            .invoke("GetConnectionId", ())
-            .await
-            .map_err(|e| e.to_string())?;
-        // Without negotiate there is no id to compare with.
-        check(
-            conn.connection_id().is_none_or(|c| c == id),
-            format!("got {id}, expected {:?}", conn.connection_id()),
-        )
-    });
-    step!("Sequence", {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let _sub = conn.on("seq", move |(i,): (i32,)| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(i);
-            }
-        });
-        let n: i32 = conn
-            .invoke("Sequence", (100,))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut got = Vec::new();
-        while got.len() < 100 {
-            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-                Ok(Some(i)) => got.push(i),
-                _ => break,
-            }
-        }
-        check(
-            n == 100 && got == (0..100).collect::<Vec<_>>(),
-            format!(
-                "returned {n}, got {} in order? {}",
-                got.len(),
-                got.windows(2).all(|w| w[0] < w[1])
-            ),
-        )
-    });
-    results
+    }
+    if args.no_cookies {
+        builder = builder.without_cookies();
+    }
+    if args.skip_negotiation {
+        builder = builder.with_skip_negotiation();
+    }
+    Ok(builder)
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(url) = args.first() else {
-        eprintln!("usage: interop_client URL [ws|sse|lp|auto] [json|messagepack]");
-        std::process::exit(2);
+    // Logs go to stderr, the report to stdout: `RUST_LOG=debug` shows what the client does.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => refuse(&e.to_string()),
     };
-    let transport = args.get(1).map_or("auto", String::as_str);
-    let protocol = args.get(2).map_or("json", String::as_str);
-    let mut builder = HubConnectionBuilder::new(url.as_str());
-    builder = match transport {
-        "ws" => builder.with_transports([TransportKind::WebSockets]),
-        "sse" => builder.with_transports([TransportKind::ServerSentEvents]),
-        "lp" => builder.with_transports([TransportKind::LongPolling]),
-        _ => builder,
-    };
-    if protocol == "messagepack" {
-        builder = builder.with_messagepack();
-    }
-    let report = |steps: Value, passed: usize, failed: usize| {
+    let report = |steps: Value, passed: usize, failed: usize, skipped: usize| {
         println!(
             "{}",
-            json!({"url": url, "transport": transport, "protocol": protocol, "steps": steps, "passed": passed, "failed": failed})
+            json!({
+                "url": signalr_client::transport::redact(&args.url),
+                "transport": format!("{:?}", args.transport).to_lowercase(),
+                "protocol": format!("{:?}", args.protocol).to_lowercase(),
+                "steps": steps,
+                "passed": passed,
+                "failed": failed,
+                "skipped": skipped,
+            })
         );
     };
-    let conn = match builder.build() {
+    let conn = match builder(&args).and_then(|b| b.build().map_err(|e| chain(&e))) {
         Ok(c) => c,
-        Err(e) => {
-            report(json!({"build": e.to_string()}), 0, 1);
-            std::process::exit(1);
-        }
+        Err(e) => refuse(&format!("interop_client: {e}")),
     };
     if let Err(e) = conn.start().await {
-        report(json!({"start": e.to_string()}), 0, 1);
+        report(json!({"start": chain(&e)}), 0, 1, 0);
         std::process::exit(1);
     }
-    let results = steps(&conn).await;
+    let results = examples::contract::run(&conn).await;
     let _ = conn.stop().await;
-    let failed = results.values().filter(|r| r.is_err()).count();
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let steps: serde_json::Map<String, Value> = results
         .into_iter()
-        .map(|(k, r)| (k.to_owned(), r.map_or_else(Value::String, |()| json!("ok"))))
+        .map(|(name, step)| {
+            let shown = match step {
+                examples::contract::Step::Passed => {
+                    passed += 1;
+                    json!("ok")
+                }
+                examples::contract::Step::Failed(why) => {
+                    failed += 1;
+                    json!(why)
+                }
+                examples::contract::Step::Skipped(why) => {
+                    skipped += 1;
+                    json!(format!("skipped: {why}"))
+                }
+            };
+            (name.to_owned(), shown)
+        })
         .collect();
-    report(Value::Object(steps.clone()), steps.len() - failed, failed);
+    report(Value::Object(steps), passed, failed, skipped);
     std::process::exit(i32::from(failed > 0));
+}
+
+/// Refuses the command line: what is wrong, the usage, exit code 2.
+fn refuse(what: &str) -> ! {
+    use clap::CommandFactory as _;
+    eprintln!("{}\n\n{}", what.trim_end(), Args::command().render_usage());
+    std::process::exit(2);
+}
+
+/// An error and its causes, one after the other.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
