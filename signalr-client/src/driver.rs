@@ -466,9 +466,10 @@ impl Driver {
         let deadline = rt::now() + RESUME_WINDOW;
         let mut delay = Duration::ZERO;
         loop {
-            let attempt =
-                negotiated.reconnect_websocket(config.protocol.transfer_format(), &config.http);
-            tokio::pin!(attempt);
+            // Boxed, as in `connect_or_stop`: the upgrade's future is large.
+            let mut attempt = Box::pin(
+                negotiated.reconnect_websocket(config.protocol.transfer_format(), &config.http),
+            );
             let result = loop {
                 tokio::select! {
                     result = &mut attempt => break result,
@@ -643,8 +644,10 @@ impl Driver {
     ) -> std::result::Result<Session, Exit> {
         let config = Arc::clone(&self.config);
         let shared = Arc::clone(&self.shared);
-        let attempt = connect(&config, &shared);
-        tokio::pin!(attempt);
+        // On the heap, and only while it runs: negotiate, TLS, a proxy tunnel and the upgrade
+        // make a future of several KiB, which would otherwise be part of the driver task for
+        // the connection's whole life.
+        let mut attempt = Box::pin(connect(&config, &shared));
         loop {
             tokio::select! {
                 result = &mut attempt => return result.map_err(Exit::Lost),

@@ -1,6 +1,8 @@
 //! Choosing a transport: negotiate, then the allowed transports the server offers for the
 //! transfer format, in order, negotiating again after each failure (the token is spent).
 
+use std::sync::Arc;
+
 use reqwest::Url;
 use signalr_protocol::{TransferFormat, TransportKind};
 use tracing::{debug, warn};
@@ -10,7 +12,7 @@ use crate::{
     error::{Result, TransportError},
     long_polling::LongPollingTransport,
     negotiate::{Negotiated, TokenSource, negotiate_with, token},
-    net::HttpClient,
+    net::{HttpClient, Net},
     options::HttpOptions,
     redact::redact,
     sse::SseTransport,
@@ -92,7 +94,7 @@ pub async fn connect_with(
     options: &HttpOptions,
 ) -> Result<Connection> {
     let url = hub_url(url)?;
-    let net = &client.attempt();
+    let net = &client.attempt()?;
     if options.skip_negotiation {
         if !options.transports.contains(&TransportKind::WebSockets) {
             return Err(TransportError::SkipNegotiationNeedsWebSockets);
@@ -136,7 +138,7 @@ pub async fn connect_with(
             });
         };
         debug!(transport = kind.as_str(), "starting transport");
-        match open(kind, &negotiated, format, options).await {
+        match open_with(net, kind, &negotiated, format, options).await {
             Ok(transport) => {
                 return Ok(Connection {
                     transport,
@@ -152,9 +154,27 @@ pub async fn connect_with(
 }
 
 /// Opens `kind` on a negotiated connection: used by [`connect`], and to resume a stateful
-/// connection on a new WebSocket with the same connection token. The requests go out as
-/// negotiate's did: same HTTP client, TLS, proxy and cookie jar.
+/// connection on a new WebSocket with the same connection token. The requests go out with what
+/// negotiate used: the same TLS configuration, proxy rules and cookie jar.
 pub async fn open(
+    kind: TransportKind,
+    negotiated: &Negotiated,
+    format: TransferFormat,
+    options: &HttpOptions,
+) -> Result<Box<dyn Transport>> {
+    open_with(
+        &negotiated.client.attempt()?,
+        kind,
+        negotiated,
+        format,
+        options,
+    )
+    .await
+}
+
+/// [`open`] on the attempt `net` that negotiated (its pooled connection is reused).
+async fn open_with(
+    net: &Arc<Net>,
     kind: TransportKind,
     negotiated: &Negotiated,
     format: TransferFormat,
@@ -163,7 +183,6 @@ pub async fn open(
     let url = negotiated.connect_url();
     let token = token(&negotiated.token, options).await?;
     let token = token.as_deref();
-    let net = &negotiated.net;
     let headers = &negotiated.headers;
     let opened: Result<Box<dyn Transport>> = match kind {
         TransportKind::ServerSentEvents => {

@@ -36,7 +36,9 @@ pub struct Negotiated {
     pub connection: NegotiatedConnection,
     pub(crate) token: TokenSource,
     pub(crate) headers: HeaderMap,
-    pub(crate) net: Arc<Net>,
+    /// What negotiate's requests were made with: the resume of a stateful connection uses
+    /// the same TLS configuration, proxy rules and cookie jar.
+    pub(crate) client: crate::HttpClient,
 }
 
 impl std::fmt::Debug for Negotiated {
@@ -63,8 +65,9 @@ impl Negotiated {
         options: &HttpOptions,
     ) -> Result<crate::WebSocketTransport> {
         let token = token(&self.token, options).await?;
+        let net = self.client.attempt()?;
         crate::WebSocketTransport::connect(
-            &self.net,
+            &net,
             &self.connect_url(),
             token.as_deref(),
             &self.headers,
@@ -232,7 +235,7 @@ impl Hop {
 
 /// Negotiates with the hub at `url`, following redirects as `options` allow.
 pub async fn negotiate(url: &Url, options: &HttpOptions) -> Result<Negotiated> {
-    negotiate_with(&crate::HttpClient::new(options)?.attempt(), url, options).await
+    negotiate_with(&crate::HttpClient::new(options)?.attempt()?, url, options).await
 }
 
 pub(crate) async fn negotiate_with(
@@ -264,7 +267,7 @@ pub(crate) async fn negotiate_with(
                     connection,
                     token: hop.source,
                     headers: hop.headers,
-                    net: Arc::clone(net),
+                    client: net.client(),
                 });
             }
             NegotiateResponse::Redirect {

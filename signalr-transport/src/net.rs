@@ -33,7 +33,6 @@ pub struct HttpClient {
 #[derive(Debug)]
 struct Shared {
     tls: tls::Config,
-    proxies: Proxies,
     cookies: Option<Arc<CookieJar>>,
     /// The user's client ([`HttpOptions::http_client`]), used for every request when set.
     given: Option<reqwest::Client>,
@@ -44,10 +43,12 @@ struct Shared {
 impl HttpClient {
     /// Checks `options` (the proxy URL, the TLS roots and identity) and builds the client.
     pub fn new(options: &HttpOptions) -> Result<Self> {
+        // Checked here; each attempt reads the rules again (the environment may change, and an
+        // idle connection then keeps no matcher).
+        Proxies::new(&options.proxy)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 tls: tls::config(&options.tls)?,
-                proxies: Proxies::new(&options.proxy)?,
                 cookies: options.cookies.clone(),
                 given: options.http_client.clone(),
                 proxy: options.proxy.clone(),
@@ -57,19 +58,23 @@ impl HttpClient {
     }
 
     /// A new attempt: the shared settings, and connection pools of its own.
-    pub(crate) fn attempt(&self) -> Arc<Net> {
-        Arc::new(Net {
+    pub(crate) fn attempt(&self) -> Result<Arc<Net>> {
+        Ok(Arc::new(Net {
+            proxies: Proxies::new(&self.shared.proxy)?,
             shared: Arc::clone(&self.shared),
             direct: OnceLock::new(),
             proxied: OnceLock::new(),
-        })
+        }))
     }
 }
 
-/// One connection attempt's HTTP side: kept by [`Negotiated`](crate::Negotiated), so the
-/// transport and a stateful resume use what negotiate used.
+/// One connection attempt's HTTP side: negotiate and the transport it opens share it (the
+/// transport's requests reuse negotiate's pooled connection); an event stream or a long-polling
+/// transport keeps it for its life. A WebSocket does not, so no idle HTTP connection is held
+/// beside it.
 pub(crate) struct Net {
     shared: Arc<Shared>,
+    proxies: Proxies,
     /// For requests that go direct: connections are pooled.
     direct: OnceLock<reqwest::Client>,
     /// For requests through a proxy: a connection each (see [`Net::http`]).
@@ -78,7 +83,10 @@ pub(crate) struct Net {
 
 impl fmt::Debug for Net {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.shared.fmt(f)
+        f.debug_struct("Net")
+            .field("shared", &self.shared)
+            .field("proxies", &self.proxies)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,8 +95,15 @@ impl Net {
         &self.shared.tls
     }
 
+    /// The settings this attempt was made with, for later attempts (a stateful resume).
+    pub(crate) fn client(&self) -> HttpClient {
+        HttpClient {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     pub(crate) fn proxies(&self) -> &Proxies {
-        &self.shared.proxies
+        &self.proxies
     }
 
     pub(crate) fn cookies(&self) -> Option<&CookieJar> {

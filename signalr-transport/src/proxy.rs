@@ -116,6 +116,20 @@ pub(crate) struct Route {
     pub(crate) name: String,
 }
 
+impl Route {
+    /// `e` as the proxy's failure when it is a plain I/O or TLS-layer failure of the
+    /// connection to the proxy; typed errors (a refused certificate, a malformed reply) stay.
+    pub(crate) fn blame(&self, e: TransportError) -> TransportError {
+        match e {
+            TransportError::WebSocket(source) => TransportError::Proxy {
+                proxy: self.name.clone(),
+                source,
+            },
+            other => other,
+        }
+    }
+}
+
 impl Proxies {
     pub(crate) fn new(proxy: &Proxy) -> Result<Self> {
         let matcher = match proxy {
@@ -233,20 +247,12 @@ where
         request.extend_from_slice(b"\r\n");
     }
     request.extend_from_slice(b"\r\n");
-    let failed = |e: std::io::Error| TransportError::Proxy {
-        proxy: route.name.clone(),
-        source: e.into(),
-    };
-    io.write_all(&request).await.map_err(failed)?;
+    io.write_all(&request)
+        .await
+        .map_err(|e| route.blame(TransportError::WebSocket(e.into())))?;
     let head = read_head(io, MAX_CONNECT_HEAD, "proxy CONNECT")
         .await
-        .map_err(|e| match e {
-            TransportError::WebSocket(source) => TransportError::Proxy {
-                proxy: route.name.clone(),
-                source,
-            },
-            other => other,
-        })?;
+        .map_err(|e| route.blame(e))?;
     if !(200..300).contains(&head.status) {
         return Err(TransportError::ProxyRefused {
             proxy: route.name.clone(),

@@ -413,7 +413,55 @@ mod imp {
             .map_err(tls_error)
     }
 
+    /// What a configuration was built from: equal keys build equal configurations.
+    #[derive(PartialEq)]
+    struct Key {
+        roots: Roots,
+        extra_roots: Vec<Vec<u8>>,
+        danger: bool,
+        /// The identity's chain, and its key by address (clones of an [`Identity`] share it).
+        identity: Option<(Vec<CertificateDer<'static>>, usize)>,
+    }
+
+    impl Key {
+        fn of(options: &TlsOptions) -> Self {
+            Self {
+                roots: options.roots,
+                extra_roots: options.extra_roots.clone(),
+                danger: options.danger_accept_invalid_certs,
+                identity: options
+                    .identity
+                    .as_ref()
+                    .map(|i| (i.chain.clone(), Arc::as_ptr(&i.key) as usize)),
+            }
+        }
+    }
+
+    /// Configurations in use, shared by every connection built with the same options: a
+    /// platform verifier holds the whole system store (about 100 KiB), which 10,000
+    /// connections must not each copy. Entries go when their last user does.
+    static CACHE: std::sync::Mutex<Vec<(Key, std::sync::Weak<ClientConfig>)>> =
+        std::sync::Mutex::new(Vec::new());
+
     pub(crate) fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
+        let key = Key::of(options);
+        let mut cache = CACHE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(config) = cache
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, weak)| weak.upgrade())
+        {
+            return Ok(config);
+        }
+        let config = build(options)?;
+        cache.push((key, Arc::downgrade(&config)));
+        Ok(config)
+    }
+
+    fn build(options: &TlsOptions) -> Result<Arc<ClientConfig>> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()

@@ -116,41 +116,36 @@ const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// The bytes to the hub: a TCP connection to it, or a tunnel through the proxy `route` names
 /// (TLS to the proxy itself for an `https` proxy); then TLS to the hub for `wss`.
 async fn open_stream(net: &Net, url: &Url, host: &str, port: u16) -> Result<Stream> {
-    let io = |e: std::io::Error| TransportError::WebSocket(e.into());
-    let Some(route) = net.proxies().route(url)? else {
-        let tcp = TcpStream::connect((host, port)).await.map_err(io)?;
-        tcp.set_nodelay(true).map_err(io)?;
-        let stream = Stream::Plain(tcp);
-        return if url.scheme() == "wss" {
-            connect_tls(stream, host, net.tls()).await
-        } else {
-            Ok(stream)
-        };
+    let route = net.proxies().route(url)?;
+    let (first_host, first_port) = match &route {
+        Some(r) => {
+            debug!(proxy = %r.name, "WebSocket through a CONNECT tunnel");
+            (
+                r.proxy.host_str().unwrap_or_default(),
+                r.proxy.port_or_known_default().unwrap_or(80),
+            )
+        }
+        None => (host, port),
     };
-    debug!(proxy = %route.name, "WebSocket through a CONNECT tunnel");
-    let proxy_host = route.proxy.host_str().unwrap_or_default().to_owned();
-    let proxy_port = route.proxy.port_or_known_default().unwrap_or(80);
-    let failed = |e: std::io::Error| TransportError::Proxy {
-        proxy: route.name.clone(),
-        source: e.into(),
+    // A failure on the way to the proxy is the proxy's.
+    let blame = |e: TransportError| match &route {
+        Some(r) => r.blame(e),
+        None => e,
     };
-    let tcp = TcpStream::connect((proxy_host.as_str(), proxy_port))
+    let io = |e: std::io::Error| blame(TransportError::WebSocket(e.into()));
+    let tcp = TcpStream::connect((first_host, first_port))
         .await
-        .map_err(failed)?;
-    tcp.set_nodelay(true).map_err(failed)?;
+        .map_err(io)?;
+    tcp.set_nodelay(true).map_err(io)?;
     let mut stream = Stream::Plain(tcp);
-    if route.proxy.scheme() == "https" {
-        stream = connect_tls(stream, &proxy_host, net.tls())
-            .await
-            .map_err(|e| match e {
-                TransportError::WebSocket(source) => TransportError::Proxy {
-                    proxy: route.name.clone(),
-                    source,
-                },
-                other => other,
-            })?;
+    if let Some(route) = &route {
+        if route.proxy.scheme() == "https" {
+            stream = connect_tls(stream, first_host, net.tls())
+                .await
+                .map_err(blame)?;
+        }
+        crate::proxy::tunnel(&mut stream, host, port, route).await?;
     }
-    crate::proxy::tunnel(&mut stream, host, port, &route).await?;
     if url.scheme() == "wss" {
         stream = connect_tls(stream, host, net.tls()).await?;
     }
