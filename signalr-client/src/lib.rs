@@ -41,6 +41,13 @@
 //!   ([`HubConnectionBuilder::with_initial_start_policy`]).
 //! - Server-to-client calls run one at a time in arrival order on their own task, so slow
 //!   handlers never delay pings or timeouts.
+//! - Field networking: a cookie jar per connection (load-balancer affinity survives negotiate,
+//!   reconnects and resumes), proxies from the environment or the builder (the WebSocket
+//!   through a `CONNECT` tunnel), the operating system's trust store and client certificates
+//!   ([`HubConnectionBuilder::with_tls`]). While disconnected or reconnecting,
+//!   [`HubConnection::set_url`] and [`HubConnection::set_headers`] change where the next attempt
+//!   goes, and [`HubConnectionBuilder::with_before_reconnect`] may change it before each one. A
+//!   401 or 403 on a started connection is a loss that reconnects with a fresh token.
 //!
 //! # Cancel safety
 //!
