@@ -1,5 +1,10 @@
 //! The hub of `shared/design/hub-contract.md`, exactly: the methods every interop script and
-//! our own tests call, and the fault-injection methods.
+//! our own tests call, and the fault-injection methods. The binary's `--help` shows the same
+//! text:
+//!
+//! ```text
+#![doc = include_str!("contract.txt")]
+//! ```
 
 use std::time::Duration;
 

@@ -119,6 +119,13 @@ impl Hub {
         Self::default()
     }
 
+    /// The methods' names, sorted.
+    pub fn method_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.methods.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Whether a method called `name` exists (names are case-sensitive).
     pub fn has_method(&self, name: &str) -> bool {
         self.methods.contains_key(name)

@@ -13,7 +13,7 @@ use signalr_testserver::{
 
 /// A SignalR test server with fault injection.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_long_help = include_str!("contract.txt"))]
 struct Args {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
@@ -215,6 +215,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; plain text for a pipe or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let config = config(&args)?;

@@ -261,3 +261,40 @@ fn refuses_client_certificates_without_tls() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--client-ca needs TLS"), "{err}");
 }
+
+#[test]
+fn help_documents_the_whole_contract() {
+    let out = Command::new(env!("CARGO_BIN_EXE_signalr-testserver"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for method in signalr_testserver::contract::contract_hub().method_names() {
+        assert!(
+            help.contains(&format!("  {method}(")),
+            "--help lacks {method}:\n{help}"
+        );
+    }
+    for call in ["welcome(connectionId)", "seq(i)", "/admin/abort"] {
+        assert!(help.contains(call), "--help lacks {call}");
+    }
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalr-testserver"))
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("test server listening"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in {stderr:?}");
+}
