@@ -61,18 +61,14 @@ pub mod contract {
         });
         step!("Sum", {
             let got: i64 = conn
-                .invoke_with_uploads(
-                    "Sum",
-                    (),
-                    vec![Upload::new(futures_util::stream::iter(1..=10))],
-                )
+                .invoke("Sum", (Upload::new(futures_util::stream::iter(1..=10)),))
                 .await
                 .map_err(|e| e.to_string())?;
             check(got == 55, format!("got {got}"))
         });
         step!("SendToCaller", {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let _sub = conn.on("interopEcho", move |(v,): (String,)| {
+            let _sub = conn.on("interopEcho", move |v: String| {
                 let tx = tx.clone();
                 async move {
                     let _ = tx.send(v);
@@ -99,7 +95,7 @@ pub mod contract {
         });
         step!("Groups", {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let _sub = conn.on("interopGroup", move |(v,): (i32,)| {
+            let _sub = conn.on("interopGroup", move |v: i32| {
                 let tx = tx.clone();
                 async move {
                     let _ = tx.send(v);
@@ -143,9 +139,10 @@ pub mod contract {
             }
         });
         step!("AskClient", {
-            let _sub = conn.on_invoke("interopQuestion", |(x,): (i64,)| async move {
-                Ok::<_, String>(x + 1)
-            });
+            let _sub = conn.on_invoke(
+                "interopQuestion",
+                |x: i64| async move { Ok::<_, String>(x + 1) },
+            );
             let got: i64 = conn
                 .invoke("AskClient", ("interopQuestion", 41))
                 .await
@@ -171,7 +168,7 @@ pub mod contract {
         });
         step!("Sequence", {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let _sub = conn.on("seq", move |(i,): (i32,)| {
+            let _sub = conn.on("seq", move |i: i32| {
                 let tx = tx.clone();
                 async move {
                     let _ = tx.send(i);

@@ -53,7 +53,7 @@ fn streaming() {
 fn reconnect() {
     let out = run(env!("CARGO_BIN_EXE_reconnect"), &[]);
     for line in [
-        "reconnecting (transport error)",
+        "reconnecting (transport error: WebSocket closed with status code 1006)",
         "maintenance",
         "server timed out",
         "same connection: true",

@@ -111,7 +111,7 @@ async fn session(config: u8, body: &[u8]) {
             async {}
         }
     });
-    let _on_invoke = conn.on_invoke("ask", |(n,): (i64,)| async move {
+    let _on_invoke = conn.on_invoke("ask", |n: i64| async move {
         if n < 0 {
             Err("negative".to_owned())
         } else {
@@ -237,7 +237,7 @@ async fn session(config: u8, body: &[u8]) {
         (Some(Answer::Completion(CompletionResult::Value(p))), result) => {
             match (result, p.deserialize::<serde_json::Value>()) {
                 (Ok(got), Ok(sent)) => assert_eq!(got, sent),
-                (Err(HubError::Payload(_)), Err(_)) => {}
+                (Err(HubError::Payload { .. }), Err(_)) => {}
                 (got, sent) => panic!("invoke got {got:?} for {sent:?}"),
             }
         }

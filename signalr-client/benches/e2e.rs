@@ -226,7 +226,7 @@ async fn ours_receive(url: &str, messagepack: bool, n: usize) -> f64 {
     let seen = Arc::new(AtomicUsize::new(0));
     let all = Arc::new(tokio::sync::Notify::new());
     let (s, a) = (Arc::clone(&seen), Arc::clone(&all));
-    let _seq = conn.on("seq", move |(_,): (i64,)| {
+    let _seq = conn.on("seq", move |_: i64| {
         if s.fetch_add(1, Ordering::Relaxed) + 1 == n {
             a.notify_one();
         }

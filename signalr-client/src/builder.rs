@@ -77,7 +77,20 @@ impl HubConnectionBuilder {
         self
     }
 
-    /// Gets bearer tokens from `factory`, called for every negotiate and every (re)connect.
+    /// Gets bearer tokens from `factory`, called for every negotiate and every (re)connect, so
+    /// it can refresh them; a 401 on negotiate asks it once more. An empty string sends no
+    /// token.
+    ///
+    /// ```
+    /// # fn run() -> Result<(), signalr_client::BuildError> {
+    /// let conn = signalr_client::HubConnectionBuilder::new("https://hub.example/hub")
+    ///     .with_access_token(|| async {
+    ///         // Fetch or refresh it here; errors fail the attempt.
+    ///         Ok(std::env::var("HUB_TOKEN")?)
+    ///     })
+    ///     .build()?;
+    /// # let _ = conn; Ok(()) }
+    /// ```
     #[must_use]
     pub fn with_access_token<F, Fut>(mut self, factory: F) -> Self
     where
@@ -201,7 +214,31 @@ impl HubConnectionBuilder {
         self.with_automatic_reconnect_policy(FixedDelays::dotnet_default())
     }
 
-    /// Reconnects automatically as `policy` says (any `signalr_reconnect` policy, or your own).
+    /// Reconnects automatically as `policy` says: any `signalr_reconnect` policy, or your own.
+    /// Fixed delays are `FixedDelays::from_millis(&[0, 2000, 10000])` (the .NET client's
+    /// `WithAutomaticReconnect(TimeSpan[])`); exponential backoff with jitter and a cap is
+    /// `ExponentialBackoff`; a closure is `retry_fn`. The policy's `ctx.reason` is the
+    /// [`HubError`](crate::HubError) that lost the connection or failed the last attempt:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use signalr_client::{HubConnectionBuilder, HubError, reconnect::{FixedDelays, retry_fn}};
+    ///
+    /// # fn run() -> Result<(), signalr_client::BuildError> {
+    /// let fixed = HubConnectionBuilder::new("http://localhost:5000/hub")
+    ///     .with_automatic_reconnect_policy(FixedDelays::from_millis(&[0, 2000, 10000]))
+    ///     .build()?;
+    /// let by_cause = HubConnectionBuilder::new("http://localhost:5000/hub")
+    ///     .with_automatic_reconnect_policy(retry_fn(|ctx| {
+    ///         match ctx.reason.downcast_ref::<HubError>() {
+    ///             Some(HubError::Transport(e)) if !e.is_retryable() => None, // a 404, say
+    ///             _ if ctx.previous_retry_count < 10 => Some(Duration::from_secs(1)),
+    ///             _ => None,
+    ///         }
+    ///     }))
+    ///     .build()?;
+    /// # let _ = (fixed, by_cause); Ok(()) }
+    /// ```
     #[must_use]
     pub fn with_automatic_reconnect_policy(mut self, policy: impl RetryPolicy) -> Self {
         self.retry = Some(Arc::new(policy));
@@ -226,6 +263,24 @@ impl HubConnectionBuilder {
     /// reconnect gives up. Calls already sent when the connection was lost fail with
     /// `ConnectionLost`: without stateful reconnect nobody knows whether the server saw them.
     /// `0` turns the outbox off.
+    ///
+    /// ```no_run
+    /// # async fn run() -> signalr_client::Result<()> {
+    /// use signalr_client::{HubConnectionBuilder, HubError};
+    ///
+    /// let conn = HubConnectionBuilder::new("http://localhost:5000/hub")
+    ///     .with_automatic_reconnect()
+    ///     .with_outbox_size(100)
+    ///     .build()
+    ///     .unwrap();
+    /// conn.start().await?;
+    /// // While reconnecting, this waits in the outbox and goes out once connected again.
+    /// match conn.send("Log", ("reading", 21.5)).await {
+    ///     Err(HubError::OutboxFull { capacity }) => eprintln!("{capacity} calls already wait"),
+    ///     other => other?,
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn with_outbox_size(mut self, calls: usize) -> Self {
         self.outbox_capacity = calls;

@@ -1,7 +1,6 @@
 //! [`HubConnection`]: the handle users hold.
 
 use std::{
-    future::Future,
     marker::PhantomData,
     sync::{
         Arc, Mutex, PoisonError,
@@ -9,17 +8,21 @@ use std::{
     },
 };
 
-use futures_util::FutureExt as _;
-use serde::{Serialize, de::DeserializeOwned};
-use signalr_protocol::{Arguments, HubProtocol, Payload, PayloadFormat};
+use serde::de::DeserializeOwned;
+use signalr_protocol::{HubProtocol, PayloadFormat};
 use signalr_reconnect::{KeepAliveConfig, RetryPolicy};
 use signalr_transport::{HttpOptions, header::HeaderMap};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
+    args::IntoArguments,
     driver::{self, Command, Driver},
+    error::PayloadPart,
     error::{HubError, Result},
-    handlers::{HandlerFn, Handlers, Outcome, Subscription},
+    handlers::{
+        Callbacks, ErrorHook, Handler, HandlerFn, Handlers, InvokeHandler, Subscription, erase,
+        erase_invoke,
+    },
     stream::HubStream,
     target::{BeforeReconnect, ConnectTarget},
     upload::Upload,
@@ -39,6 +42,18 @@ pub enum HubConnectionState {
     Disconnecting,
     /// The connection was lost and the retry policy is trying again.
     Reconnecting,
+}
+
+impl std::fmt::Display for HubConnectionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Disconnected => "Disconnected",
+            Self::Connecting => "Connecting",
+            Self::Connected => "Connected",
+            Self::Disconnecting => "Disconnecting",
+            Self::Reconnecting => "Reconnecting",
+        })
+    }
 }
 
 /// What a connection was built with.
@@ -70,8 +85,8 @@ pub(crate) enum Opener {
     Connector(Arc<dyn signalr_transport::Connector>),
 }
 
-type ErrorCallback = Arc<dyn Fn(Option<&HubError>) + Send + Sync>;
-type IdCallback = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+type ErrorCallback = dyn Fn(Option<&HubError>) + Send + Sync;
+type IdCallback = dyn Fn(Option<&str>) + Send + Sync;
 
 /// State shared by the handles and the driver.
 pub(crate) struct Shared {
@@ -80,9 +95,12 @@ pub(crate) struct Shared {
     target: Mutex<ConnectTarget>,
     connection_id: Mutex<Option<String>>,
     pub(crate) handlers: Arc<Handlers>,
-    on_reconnecting: Mutex<Vec<ErrorCallback>>,
-    on_reconnected: Mutex<Vec<IdCallback>>,
-    on_close: Mutex<Vec<ErrorCallback>>,
+    on_reconnecting: Callbacks<ErrorCallback>,
+    on_reconnected: Callbacks<IdCallback>,
+    on_close: Callbacks<ErrorCallback>,
+    /// Why the connection last closed for good (what `on_close` was given), set before the
+    /// state turns `Disconnected`, for [`HubConnection::closed`].
+    closed: watch::Sender<Option<Arc<HubError>>>,
     /// The tasks running handlers, one per session; cancelled when the connection closes.
     handler_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     /// The most bytes the replay buffer has held unacknowledged.
@@ -196,23 +214,25 @@ impl Shared {
     }
 
     pub(crate) fn emit_reconnecting(&self, error: &HubError) {
-        let callbacks = lock(&self.on_reconnecting).clone();
-        for f in &callbacks {
+        for f in self.on_reconnecting.snapshot() {
             f(Some(error));
         }
     }
 
     pub(crate) fn emit_reconnected(&self, id: Option<&str>) {
-        let callbacks = lock(&self.on_reconnected).clone();
-        for f in &callbacks {
+        for f in self.on_reconnected.snapshot() {
             f(id);
         }
     }
 
-    pub(crate) fn emit_closed(&self, error: Option<&HubError>) {
-        let callbacks = lock(&self.on_close).clone();
-        for f in &callbacks {
-            f(error);
+    /// The connection closed for good: records why, publishes `Disconnected`, then calls the
+    /// `on_close` callbacks.
+    pub(crate) fn closed(&self, error: Option<Arc<HubError>>) {
+        self.closed.send_replace(error);
+        self.set_state(HubConnectionState::Disconnected);
+        let error = self.closed.borrow().clone();
+        for f in self.on_close.snapshot() {
+            f(error.as_deref());
         }
     }
 }
@@ -279,9 +299,10 @@ impl HubConnection {
             target: Mutex::new(target),
             connection_id: Mutex::new(None),
             handlers: Arc::new(Handlers::default()),
-            on_reconnecting: Mutex::default(),
-            on_reconnected: Mutex::default(),
-            on_close: Mutex::default(),
+            on_reconnecting: Callbacks::default(),
+            on_reconnected: Callbacks::default(),
+            on_close: Callbacks::default(),
+            closed: watch::channel(None).0,
             handler_tasks: Mutex::default(),
             replay_high_water: AtomicUsize::new(0),
             stop_requested: tokio::sync::Notify::new(),
@@ -368,7 +389,27 @@ impl HubConnection {
         *self.inner.shared.state.borrow()
     }
 
-    /// Every state change, as a `watch` receiver (`changed().await`, then `borrow()`).
+    /// Every state change, as a `watch` receiver (`changed().await`, then `borrow()`). A new
+    /// state is published before the event callbacks for it run (`on_reconnecting` after
+    /// `Reconnecting`, `on_reconnected` after `Connected`, `on_close` after `Disconnected`); a
+    /// `watch` keeps the latest state, so a slow reader may miss one in between.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: signalr_client::HubConnection) {
+    /// use signalr_client::HubConnectionState;
+    ///
+    /// let mut states = conn.state_changes();
+    /// tokio::spawn(async move {
+    ///     while states.changed().await.is_ok() {
+    ///         let state = *states.borrow_and_update();
+    ///         println!("now {state}");
+    ///         if state == HubConnectionState::Disconnected {
+    ///             break;
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
     pub fn state_changes(&self) -> watch::Receiver<HubConnectionState> {
         self.inner.shared.state.subscribe()
     }
@@ -446,61 +487,86 @@ impl HubConnection {
             .to_string()
     }
 
-    fn arguments<A: Serialize + ?Sized>(&self, args: &A) -> Result<Arguments> {
-        Arguments::from_values(self.format(), args).map_err(HubError::Payload)
+    /// Encodes a call's arguments, and spawns the pumps of its uploads once `queued` says the
+    /// call is in the driver's queue (their items must follow it).
+    fn encode(
+        &self,
+        method: &str,
+        args: impl IntoArguments,
+    ) -> Result<(signalr_protocol::Arguments, Vec<(String, Upload)>)> {
+        let (arguments, uploads) =
+            args.into_parts(self.format())
+                .map_err(|source| HubError::Payload {
+                    method: method.to_owned(),
+                    part: PayloadPart::Arguments,
+                    source,
+                })?;
+        let uploads = uploads.into_iter().map(|u| (self.next_id(), u)).collect();
+        Ok((arguments, uploads))
     }
 
-    /// Calls `method` with `args` (a tuple such as `(40, 2)`, or `()` for none) and waits for
-    /// its result, bound to `T` (`()` for a void method).
+    /// Starts the pumps of `uploads` (after their call is queued, so their items follow it).
+    fn pump(
+        &self,
+        commands: &mpsc::Sender<Box<Command>>,
+        uploads: Vec<(String, Upload)>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        uploads
+            .into_iter()
+            .map(|(id, upload)| {
+                tokio::spawn(upload.pump(id, self.format(), commands.clone(), self.state_changes()))
+            })
+            .collect()
+    }
+
+    /// Calls `method` with `args` and waits for its result, bound to `T`.
     ///
-    /// Cancel safety: dropping the future abandons the result; the call itself may still run.
-    pub async fn invoke<T: DeserializeOwned>(
+    /// `args` is a tuple (`()`, `(x,)`, `(a, b)`, …), an array or a `Vec`
+    /// ([`IntoArguments`]); an [`Upload`] in any position of a tuple is a client-to-server
+    /// stream, whose items go out as the call runs (the server binds it to a `ChannelReader<T>`
+    /// or `IAsyncEnumerable<T>` parameter); once the server has answered, uploads still running
+    /// are stopped. `T = ()` discards whatever the method returned, like the .NET client's
+    /// `InvokeAsync` without a type.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: signalr_client::HubConnection) -> signalr_client::Result<()> {
+    /// use signalr_client::Upload;
+    ///
+    /// let sum: i64 = conn.invoke("Add", (40, 2)).await?;
+    /// let total: i64 = conn.invoke("Sum", (Upload::new(futures_util::stream::iter(1..=10)),)).await?;
+    /// conn.invoke::<()>("Add", (1, 2)).await?; // the result is discarded
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Cancel safety: dropping the future abandons the result (the call itself may still run)
+    /// and stops its uploads.
+    pub async fn invoke<T: DeserializeOwned + 'static>(
         &self,
         method: &str,
-        args: impl Serialize,
-    ) -> Result<T> {
-        self.invoke_with_uploads(method, args, Vec::new()).await
-    }
-
-    /// Calls `method` with `args` followed by client-to-server streams (the .NET server binds
-    /// them to `ChannelReader<T>` or `IAsyncEnumerable<T>` parameters after the others), and
-    /// waits for its result. Each upload's items are sent as the call runs, then its end; once
-    /// the server has completed the call, uploads still running are stopped.
-    pub async fn invoke_with_uploads<T: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: impl Serialize,
-        uploads: Vec<Upload>,
+        args: impl IntoArguments,
     ) -> Result<T> {
         let (reply, result) = oneshot::channel();
-        let stream_ids: Vec<String> = uploads.iter().map(|_| self.next_id()).collect();
+        let (arguments, uploads) = self.encode(method, args)?;
         let command = Command::Invoke {
             id: self.next_id(),
             target: method.to_owned(),
-            arguments: self.arguments(&args)?,
-            stream_ids: stream_ids.clone(),
+            arguments,
+            stream_ids: uploads.iter().map(|(id, _)| id.clone()).collect(),
             reply,
         };
         let commands = self.sender()?;
         queue(&commands, command)
             .await
             .map_err(|()| Self::ended())?;
-        // Started after the Invocation is queued, so that their items follow it.
-        let pumps: Vec<_> = uploads
-            .into_iter()
-            .zip(stream_ids)
-            .map(|(upload, id)| {
-                tokio::spawn(upload.pump(id, self.format(), commands.clone(), self.state_changes()))
-            })
-            .collect();
-        let result = result.await.map_err(|_| HubError::Stopped);
-        for pump in pumps {
-            pump.abort();
-        }
-        driver::bind(result??, self.format())
+        // Aborted when this future ends, answered or dropped.
+        let _pumps = AbortOnDrop(self.pump(&commands, uploads));
+        let result = result.await.map_err(|_| HubError::Stopped)?;
+        driver::bind(result?, self.format(), method)
     }
 
-    /// Calls `method` without waiting for (or getting) a result: fire and forget.
+    /// Calls `method` without waiting for (or getting) a result: fire and forget. `args` as
+    /// for [`invoke`](Self::invoke), uploads included (they run until they end or the
+    /// connection closes).
     ///
     /// When it returns: while connected, once the message is queued for the transport, as the
     /// official .NET client's `SendAsync` returns once the message is in the transport's pipe.
@@ -521,71 +587,99 @@ impl HubConnection {
     /// polled together, as by `join_all`) arrive in the order they were first polled, as long
     /// as they fit the command queue; past it, callers wait for room and may go out in any
     /// order.
-    pub async fn send(&self, method: &str, args: impl Serialize) -> Result<()> {
-        let arguments = self.arguments(&args)?;
+    pub async fn send(&self, method: &str, args: impl IntoArguments) -> Result<()> {
+        let (arguments, uploads) = self.encode(method, args)?;
         let target = method.to_owned();
         let size = driver::send_size(&target, &arguments);
+        let stream_ids = uploads.iter().map(|(id, _)| id.clone()).collect();
         let mut command = Box::new(Command::Send {
             target,
             arguments,
+            stream_ids,
             reply: None,
             reservation: None,
         });
-        if let Admission::Queue(reservation) = self.inner.shared.admit(size) {
-            if let Command::Send { reservation: r, .. } = &mut *command {
-                *r = reservation;
-            }
-            // Queued under the lock when there is room, without a clone of the sender.
-            {
-                let commands = lock(&self.inner.commands);
-                match commands.as_ref().map(|c| c.try_send(command)) {
-                    Some(Ok(())) => return Ok(()),
-                    Some(Err(mpsc::error::TrySendError::Full(c))) => command = c,
-                    None => return Err(self.sender().err().unwrap_or_else(Self::ended)),
-                    Some(Err(mpsc::error::TrySendError::Closed(_))) => return Err(Self::ended()),
+        if uploads.is_empty() {
+            if let Admission::Queue(reservation) = self.inner.shared.admit(size) {
+                if let Command::Send { reservation: r, .. } = &mut *command {
+                    *r = reservation;
                 }
+                // Queued under the lock when there is room, without a clone of the sender.
+                {
+                    let commands = lock(&self.inner.commands);
+                    match commands.as_ref().map(|c| c.try_send(command)) {
+                        Some(Ok(())) => return Ok(()),
+                        Some(Err(mpsc::error::TrySendError::Full(c))) => command = c,
+                        None => return Err(self.sender().err().unwrap_or_else(Self::ended)),
+                        Some(Err(mpsc::error::TrySendError::Closed(_))) => {
+                            return Err(Self::ended());
+                        }
+                    }
+                }
+                return self
+                    .sender()?
+                    .send(command)
+                    .await
+                    .map_err(|_| Self::ended());
             }
-            return self
-                .sender()?
-                .send(command)
-                .await
-                .map_err(|_| Self::ended());
         }
-        // Not connected, or the replay buffer has no room: wait for the outcome.
+        // Not connected, the replay buffer has no room, or uploads follow: wait for the
+        // outcome.
         let (reply, sent) = oneshot::channel();
         if let Command::Send { reply: r, .. } = &mut *command {
             *r = Some(reply);
         }
-        queue_boxed(&self.sender()?, command)
+        let commands = self.sender()?;
+        queue_boxed(&commands, command)
             .await
             .map_err(|()| Self::ended())?;
+        // The uploads outlive the send: they run to their end, or until the connection closes.
+        drop(self.pump(&commands, uploads));
         sent.await.map_err(|_| HubError::Stopped)?
     }
 
-    /// Calls the streaming `method` and returns its items as a stream of `T`. Dropping the
-    /// stream before its end cancels the call on the server.
+    /// Calls the streaming `method` and returns its items as a stream of `T`; `args` as for
+    /// [`invoke`](Self::invoke), uploads included. Dropping the stream before its end cancels
+    /// the call on the server and stops its uploads; an item that does not bind to `T` ends
+    /// the stream with that error (and cancels the call).
+    ///
+    /// ```no_run
+    /// # async fn run(conn: signalr_client::HubConnection) -> signalr_client::Result<()> {
+    /// use futures_util::StreamExt as _;
+    ///
+    /// let mut counter = conn.stream::<i32>("Counter", (10, 100)).await?;
+    /// while let Some(item) = counter.next().await {
+    ///     println!("{}", item?);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn stream<T: DeserializeOwned>(
         &self,
         method: &str,
-        args: impl Serialize,
+        args: impl IntoArguments,
     ) -> Result<HubStream<T>> {
         let commands = self.sender()?;
+        let (arguments, uploads) = self.encode(method, args)?;
         // One slot more than the buffer: the last is kept for the stream's end.
         let (items_tx, items) = mpsc::channel(self.inner.config.stream_buffer + 1);
         let id = self.next_id();
         let command = Command::Stream {
             id: id.clone(),
             target: method.to_owned(),
-            arguments: self.arguments(&args)?,
+            arguments,
+            stream_ids: uploads.iter().map(|(id, _)| id.clone()).collect(),
             items: items_tx,
         };
         queue(&commands, command)
             .await
             .map_err(|()| Self::ended())?;
+        let pumps = self.pump(&commands, uploads);
         Ok(HubStream {
             id,
+            method: method.to_owned(),
             items,
             commands,
+            pumps,
             done: false,
             _type: PhantomData,
         })
@@ -594,76 +688,209 @@ impl HubConnection {
     fn register(&self, target: &str, f: HandlerFn) -> Subscription {
         let handlers = Arc::clone(&self.inner.shared.handlers);
         let id = handlers.add(target, f);
-        Subscription {
-            handlers,
-            target: target.to_owned(),
-            id,
+        let name = target.to_owned();
+        Subscription::new(format!("handler of '{target}'"), move || {
+            handlers.remove(&name, id)
+        })
+    }
+
+    /// Runs `handler` whenever the server calls the client method `target` (matched
+    /// case-insensitively, as the official clients do). The handler is an `async` closure
+    /// taking the call's arguments, one parameter each ([`Handler`]):
+    ///
+    /// ```no_run
+    /// # async fn run(conn: signalr_client::HubConnection) {
+    /// #[derive(serde::Deserialize)]
+    /// struct Tick { symbol: String, price: f64 }
+    ///
+    /// conn.on("tick", |tick: Tick| async move { println!("{} {}", tick.symbol, tick.price) });
+    /// conn.on("ReceiveMessage", |user: String, text: String| async move {
+    ///     println!("{user}: {text}");
+    /// });
+    /// # }
+    /// ```
+    ///
+    /// The handler stays registered until it is removed on purpose:
+    /// [`Subscription::remove`], or [`off`](Self::off) for every handler of `target`; dropping
+    /// the returned [`Subscription`] removes nothing. Several handlers of one target all run.
+    /// Handlers run one invocation at a time, in arrival order, on a task of their own. A
+    /// handler still running when the connection closes (stopped, or closed for good) is
+    /// cancelled; one running across a reconnect runs to its end.
+    ///
+    /// A call whose arguments do not fit the handler (another count, or a value that does not
+    /// bind) does not run it: a warning names the method, the argument and serde's reason,
+    /// and [`on_handler_error`](Self::on_handler_error) hooks get the [`HubError`].
+    ///
+    /// A handler that keeps a clone of its own connection keeps the connection alive after
+    /// every other handle is dropped; capture [`downgrade`](Self::downgrade) instead.
+    pub fn on<A: 'static>(&self, target: &str, handler: impl Handler<A>) -> Subscription {
+        self.register(target, erase(handler))
+    }
+
+    /// Answers the server's client-result calls of `target` (the server's `InvokeAsync` on
+    /// this client) with what `handler` returns: `Ok(value)` goes back as the result, `Err(e)`
+    /// as the error `e.to_string()` (any error that displays, so `?` works inside). Arguments
+    /// as for [`on`](Self::on). With no handler for `target` the client answers "Client didn't
+    /// provide a result.", with two "Client provided multiple results.", as the official
+    /// clients do.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: signalr_client::HubConnection) {
+    /// conn.on_invoke("confirm", |question: String| async move {
+    ///     Ok::<_, std::io::Error>(question.ends_with('?'))
+    /// });
+    /// conn.on_invoke("parse", |text: String| async move { text.parse::<i64>() });
+    /// # }
+    /// ```
+    pub fn on_invoke<A: 'static, R: 'static>(
+        &self,
+        target: &str,
+        handler: impl InvokeHandler<A, R>,
+    ) -> Subscription {
+        self.register(target, erase_invoke(handler))
+    }
+
+    /// Removes every handler of the client method `target` (`on` and `on_invoke`), as the
+    /// official clients' `off(methodName)`; returns how many there were.
+    pub fn off(&self, target: &str) -> usize {
+        self.inner.shared.handlers.remove_all(target)
+    }
+
+    /// Called with the error when a server-to-client call could not run its handler: its
+    /// arguments did not fit ([`HubError::Payload`] with [`PayloadPart::Argument`], or
+    /// [`HubError::ArgumentCount`]), or the handler panicked ([`HubError::HandlerPanicked`]).
+    /// Each is also logged as a warning.
+    ///
+    /// ```no_run
+    /// # fn run(conn: signalr_client::HubConnection) {
+    /// conn.on_handler_error(|e| eprintln!("{e:#}")); // argument 0 of 'tick' does not bind: …
+    /// # }
+    /// ```
+    pub fn on_handler_error(&self, f: impl Fn(&HubError) + Send + Sync + 'static) -> Subscription {
+        let hooks = Arc::clone(&self.inner.shared.handlers);
+        let id = hooks.errors.add(Arc::new(f) as Arc<ErrorHook>);
+        Subscription::new("on_handler_error".into(), move || hooks.errors.remove(id))
+    }
+
+    /// Called when the connection is lost and the retry policy starts, with the reason; after
+    /// [`state_changes`](Self::state_changes) has seen `Reconnecting`.
+    ///
+    /// ```no_run
+    /// # fn run(conn: signalr_client::HubConnection) {
+    /// let sub = conn.on_reconnecting(|e| {
+    ///     if let Some(e) = e { eprintln!("reconnecting: {e:#}") }
+    /// });
+    /// sub.remove(); // no longer interested
+    /// # }
+    /// ```
+    pub fn on_reconnecting(
+        &self,
+        f: impl Fn(Option<&HubError>) + Send + Sync + 'static,
+    ) -> Subscription {
+        let shared = Arc::clone(&self.inner.shared);
+        let id = shared.on_reconnecting.add(Arc::new(f));
+        Subscription::new("on_reconnecting".into(), move || {
+            shared.on_reconnecting.remove(id)
+        })
+    }
+
+    /// Called when a reconnect succeeded, with the new connection id; after
+    /// [`state_changes`](Self::state_changes) has seen `Connected`. Groups are the server's
+    /// per connection: rejoin them here. A stateful resume is not a reconnect (the same
+    /// connection goes on) and calls nothing.
+    pub fn on_reconnected(&self, f: impl Fn(Option<&str>) + Send + Sync + 'static) -> Subscription {
+        let shared = Arc::clone(&self.inner.shared);
+        let id = shared.on_reconnected.add(Arc::new(f));
+        Subscription::new("on_reconnected".into(), move || {
+            shared.on_reconnected.remove(id)
+        })
+    }
+
+    /// Called when the connection closes for good, after [`state_changes`](Self::state_changes)
+    /// has seen `Disconnected`: `None` after `stop`, the error otherwise (the server's Close,
+    /// or [`HubError::ReconnectFailed`] when the retry policy gave up). Not called when `start`
+    /// fails: `start` returns that error.
+    pub fn on_close(&self, f: impl Fn(Option<&HubError>) + Send + Sync + 'static) -> Subscription {
+        let shared = Arc::clone(&self.inner.shared);
+        let id = shared.on_close.add(Arc::new(f));
+        Subscription::new("on_close".into(), move || shared.on_close.remove(id))
+    }
+
+    /// Waits until the connection is `Disconnected` and returns why it last closed for good,
+    /// what [`on_close`](Self::on_close) was given: `None` after `stop` (or if it never
+    /// connected). At once when it is `Disconnected` already. A failed `start` ends the wait
+    /// too, with the reason of the previous close: `start` returns its own error.
+    ///
+    /// ```no_run
+    /// # async fn run(conn: signalr_client::HubConnection) -> signalr_client::Result<()> {
+    /// conn.start().await?;
+    /// if let Some(reason) = conn.closed().await {
+    ///     eprintln!("closed: {reason:#}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn closed(&self) -> Option<Arc<HubError>> {
+        let reason = self.inner.shared.closed.subscribe();
+        let mut states = self.state_changes();
+        // The reason is recorded before the state turns Disconnected: read it after.
+        let _ = states
+            .wait_for(|s| *s == HubConnectionState::Disconnected)
+            .await;
+        reason.borrow().clone()
+    }
+
+    /// A handle that does not keep the connection alive: for a handler that replies on its own
+    /// connection (a clone captured in a handler is a cycle, and the connection would outlive
+    /// every other handle).
+    ///
+    /// ```no_run
+    /// # fn run(conn: signalr_client::HubConnection) {
+    /// let weak = conn.downgrade();
+    /// conn.on("ping", move |n: i64| {
+    ///     let weak = weak.clone();
+    ///     async move {
+    ///         if let Some(conn) = weak.upgrade() {
+    ///             let _ = conn.send("Pong", (n,)).await;
+    ///         }
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn downgrade(&self) -> WeakHubConnection {
+        WeakHubConnection {
+            inner: Arc::downgrade(&self.inner),
         }
     }
+}
 
-    /// Runs `handler` whenever the server calls `target` (matched case-insensitively, as the
-    /// official clients do). Arguments bind to `A`, a tuple such as `(String, i64)`. Handlers run
-    /// one invocation at a time, in arrival order, on a task of their own. A handler still
-    /// running when the connection closes (stopped, or closed for good) is cancelled; one
-    /// running across a reconnect runs to its end.
-    pub fn on<A, F, Fut>(&self, target: &str, handler: F) -> Subscription
-    where
-        A: DeserializeOwned + Send + 'static,
-        F: Fn(A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.register(
-            target,
-            Arc::new(move |args: Arguments, _format| {
-                // Bound before the future is made: only the handler's own future is boxed.
-                match args.deserialize::<A>() {
-                    Ok(a) => handler(a).map(|()| Outcome::Done).boxed(),
-                    Err(e) => std::future::ready(Outcome::Unbound(e.to_string())).boxed(),
-                }
-            }),
-        )
+/// A [`HubConnection`] that does not keep it alive, from [`HubConnection::downgrade`].
+#[derive(Clone)]
+pub struct WeakHubConnection {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl std::fmt::Debug for WeakHubConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakHubConnection")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
     }
+}
 
-    /// Answers the server's client-result invocations of `target` with the handler's value
-    /// (or its error). With no such handler the client answers "Client didn't provide a result."
-    pub fn on_invoke<A, R, F, Fut>(&self, target: &str, handler: F) -> Subscription
-    where
-        A: DeserializeOwned + Send + 'static,
-        R: Serialize + Send + 'static,
-        F: Fn(A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<R, String>> + Send + 'static,
-    {
-        self.register(
-            target,
-            Arc::new(
-                move |args: Arguments, format| match args.deserialize::<A>() {
-                    Ok(a) => handler(a)
-                        .map(move |answer| match answer {
-                            Ok(value) => match Payload::from_value(format, &value) {
-                                Ok(p) => Outcome::Value(p),
-                                Err(e) => Outcome::Failed(e.to_string()),
-                            },
-                            Err(e) => Outcome::Failed(e),
-                        })
-                        .boxed(),
-                    Err(e) => std::future::ready(Outcome::Unbound(e.to_string())).boxed(),
-                },
-            ),
-        )
+impl WeakHubConnection {
+    /// The connection, while some [`HubConnection`] still holds it.
+    pub fn upgrade(&self) -> Option<HubConnection> {
+        self.inner.upgrade().map(|inner| HubConnection { inner })
     }
+}
 
-    /// Called when the connection is lost and the retry policy starts, with the reason.
-    pub fn on_reconnecting(&self, f: impl Fn(Option<&HubError>) + Send + Sync + 'static) {
-        lock(&self.inner.shared.on_reconnecting).push(Arc::new(f));
-    }
+/// Aborts the tasks when dropped: an invoke's uploads end with the invoke.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
 
-    /// Called when a reconnect succeeded, with the new connection id.
-    pub fn on_reconnected(&self, f: impl Fn(Option<&str>) + Send + Sync + 'static) {
-        lock(&self.inner.shared.on_reconnected).push(Arc::new(f));
-    }
-
-    /// Called when the connection ends for good: `None` after `stop`, the error otherwise.
-    pub fn on_close(&self, f: impl Fn(Option<&HubError>) + Send + Sync + 'static) {
-        lock(&self.inner.shared.on_close).push(Arc::new(f));
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }

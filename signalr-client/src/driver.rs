@@ -48,6 +48,8 @@ pub(crate) enum Command {
     Send {
         target: String,
         arguments: Arguments,
+        /// Ids of client-to-server streams that are arguments of this call.
+        stream_ids: Vec<String>,
         /// `None` for a send already reported done when it was queued.
         reply: Option<oneshot::Sender<Result<()>>>,
         /// Its share of the replay buffer's room, for a send done once queued.
@@ -57,6 +59,8 @@ pub(crate) enum Command {
         id: String,
         target: String,
         arguments: Arguments,
+        /// Ids of client-to-server streams that are arguments of this call.
+        stream_ids: Vec<String>,
         items: mpsc::Sender<Result<Payload>>,
     },
     Cancel {
@@ -301,13 +305,13 @@ impl Driver {
             match exit {
                 Exit::Stopped(replies) => {
                     self.close_session(&mut session).await;
-                    self.disconnected(None, HubError::Stopped);
+                    self.disconnected(None);
                     acknowledge(replies);
                     return;
                 }
                 Exit::Abandoned => {
                     self.close_session(&mut session).await;
-                    self.disconnected(None, HubError::Stopped);
+                    self.disconnected(None);
                     return;
                 }
                 Exit::Lost(error) => {
@@ -326,7 +330,11 @@ impl Driver {
                                     .stateful
                                     .as_ref()
                                     .map_or(0, |(b, _)| b.unacknowledged());
-                                warn!(unacknowledged, error = %error, "the connection could not be resumed; reconnecting");
+                                warn!(
+                                    unacknowledged,
+                                    error = format!("{error:#}"),
+                                    "the connection could not be resumed; reconnecting"
+                                );
                                 if unacknowledged > 0 {
                                     error = HubError::ResumeFailed {
                                         unacknowledged,
@@ -338,7 +346,7 @@ impl Driver {
                     }
                     let error = Arc::new(error);
                     self.fail_pending(&error);
-                    warn!(error = %error, "connection lost");
+                    warn!(error = format!("{error:#}"), "connection lost");
                     let decision = match &*error {
                         HubError::ServerClosed {
                             allow_reconnect: false,
@@ -354,7 +362,7 @@ impl Driver {
                         Ok(new) => session = new,
                         Err(None) => return,
                         Err(Some(final_error)) => {
-                            self.disconnected(Some(&final_error), HubError::ConnectionLost(error));
+                            self.disconnected(Some(final_error));
                             return;
                         }
                     }
@@ -391,7 +399,7 @@ impl Driver {
                 *reconnect = Reconnect::new();
                 return Err(Arc::try_unwrap(error).unwrap_or_else(HubError::ConnectionLost));
             };
-            info!(error = %error, "start failed; retrying");
+            info!(error = format!("{error:#}"), "start failed; retrying");
             match self.wait_until(at, HubConnectionState::Connecting).await {
                 Ok(()) => {}
                 Err(Exit::Stopped(replies)) => {
@@ -531,7 +539,7 @@ impl Driver {
 
     /// Ends the driver after a stop or abandonment outside the serve loop.
     fn finish(&mut self, exit: Exit) {
-        self.disconnected(None, HubError::Stopped);
+        self.disconnected(None);
         if let Exit::Stopped(replies) = exit {
             acknowledge(replies);
         }
@@ -548,8 +556,12 @@ impl Driver {
         self.shared.set_state(HubConnectionState::Connected);
     }
 
-    fn disconnected(&mut self, error: Option<&HubError>, pending_error: HubError) {
-        let pending_error = Arc::new(pending_error);
+    /// The connection is closed for good: `reason` is what `on_close` gets (`None` after a
+    /// stop); calls in flight and queued fail with it (or with `Stopped`).
+    fn disconnected(&mut self, reason: Option<Arc<HubError>>) {
+        let pending_error = reason
+            .clone()
+            .unwrap_or_else(|| Arc::new(HubError::Stopped));
         self.fail_pending(&pending_error);
         // Calls still queued get the same answer, rather than a dropped reply.
         self.commands.close();
@@ -559,8 +571,7 @@ impl Driver {
         }
         note_unsent(unsent, &pending_error);
         self.shared.set_connection_id(None);
-        self.shared.set_state(HubConnectionState::Disconnected);
-        self.shared.emit_closed(error);
+        self.shared.closed(reason);
     }
 
     /// Waits out reconnect delays and tries again. `Ok` with a new session, `Err(None)` when
@@ -578,21 +589,31 @@ impl Driver {
         self.shared.set_connection_id(None);
         self.shared.emit_reconnecting(error);
         let mut last = Arc::clone(error);
+        let mut attempts = 0;
         loop {
             let ReconnectDecision::RetryAt(at) = decision else {
-                return Err(Some(last));
+                // Said once: why it gave up, with the last attempt's error as the cause.
+                let elapsed = reconnect
+                    .outage()
+                    .map(|o| o.elapsed(rt::now()))
+                    .unwrap_or_default();
+                return Err(Some(Arc::new(HubError::ReconnectFailed {
+                    attempts,
+                    elapsed,
+                    last,
+                })));
             };
             // Wait for the delay; calls made meanwhile wait in the outbox.
             match self.wait_until(at, HubConnectionState::Reconnecting).await {
                 Ok(()) => {}
                 Err(Exit::Stopped(replies)) => {
                     reconnect.on_stop_requested();
-                    self.disconnected(None, HubError::Stopped);
+                    self.disconnected(None);
                     acknowledge(replies);
                     return Err(None);
                 }
                 Err(_) => {
-                    self.disconnected(None, HubError::Stopped);
+                    self.disconnected(None);
                     return Err(None);
                 }
             }
@@ -610,6 +631,7 @@ impl Driver {
                 self.shared
                     .update_target(|target| (hook.0)(target, &attempt));
             }
+            attempts += 1;
             match self.connect_or_stop(HubConnectionState::Reconnecting).await {
                 Ok(session) => {
                     reconnect.on_connected();
@@ -619,18 +641,18 @@ impl Driver {
                     return Ok(session);
                 }
                 Err(Exit::Lost(e)) => {
-                    debug!(error = %e, "reconnect attempt failed");
+                    debug!(error = format!("{e:#}"), "reconnect attempt failed");
                     last = Arc::new(e);
                     decision = reconnect.on_attempt_failed(rt::now(), Arc::clone(&last) as Reason);
                 }
                 Err(Exit::Stopped(replies)) => {
                     reconnect.on_stop_requested();
-                    self.disconnected(None, HubError::Stopped);
+                    self.disconnected(None);
                     acknowledge(replies);
                     return Err(None);
                 }
                 Err(Exit::Abandoned) => {
-                    self.disconnected(None, HubError::Stopped);
+                    self.disconnected(None);
                     return Err(None);
                 }
             }
@@ -889,12 +911,13 @@ impl Driver {
                 Command::Send {
                     target,
                     arguments,
+                    stream_ids,
                     reply,
                     reservation,
                 } => {
-                    messages.push(HubMessage::Invocation(Invocation::non_blocking(
-                        target, arguments,
-                    )));
+                    messages.push(HubMessage::Invocation(
+                        Invocation::non_blocking(target, arguments).with_stream_ids(stream_ids),
+                    ));
                     done_sends += usize::from(reply.is_none());
                     sent_replies.extend(reply);
                     reservations.extend(reservation);
@@ -903,12 +926,13 @@ impl Driver {
                     id,
                     target,
                     arguments,
+                    stream_ids,
                     items,
                 } => {
                     self.pending.insert(id.clone(), Pending::Stream(items));
-                    messages.push(HubMessage::StreamInvocation(StreamInvocation::new(
-                        id, target, arguments,
-                    )));
+                    messages.push(HubMessage::StreamInvocation(
+                        StreamInvocation::new(id, target, arguments).with_stream_ids(stream_ids),
+                    ));
                 }
                 Command::Cancel { id } => {
                     if self.pending.remove(&id).is_some() {
@@ -960,7 +984,16 @@ impl Driver {
                 warn!(error = %e, "message not sent");
                 if let Some(id) = m.invocation_id() {
                     if let Some(pending) = self.pending.remove(id) {
-                        let err = HubError::Payload(e);
+                        let method = match m {
+                            HubMessage::Invocation(i) => i.target.clone(),
+                            HubMessage::StreamInvocation(i) => i.target.clone(),
+                            _ => String::new(),
+                        };
+                        let err = HubError::Payload {
+                            method,
+                            part: crate::error::PayloadPart::Arguments,
+                            source: e,
+                        };
                         match pending {
                             Pending::Invoke(reply) => drop(reply.send(Err(err))),
                             Pending::Stream(items) => drop(items.try_send(Err(err))),
@@ -1204,7 +1237,11 @@ fn refuse(command: Command, make: impl Fn() -> HubError) -> bool {
 /// Logs the sends reported done when queued that will not go out.
 fn note_unsent(unsent: usize, error: &HubError) {
     if unsent > 0 {
-        warn!(unsent, error = %error, "sends queued before the connection was lost were not sent");
+        warn!(
+            unsent,
+            error = format!("{error:#}"),
+            "sends queued before the connection was lost were not sent"
+        );
     }
 }
 
@@ -1219,16 +1256,25 @@ fn far_future() -> Instant {
     Instant::from_std(rt::now()) + Duration::from_secs(86_400 * 365)
 }
 
-/// Binds a completion to the caller's type.
-pub(crate) fn bind<T: serde::de::DeserializeOwned>(
+/// Binds a completion of `method` to the caller's type; `()` takes any result and discards it.
+pub(crate) fn bind<T: serde::de::DeserializeOwned + 'static>(
     result: CompletionResult,
     format: signalr_protocol::PayloadFormat,
+    method: &str,
 ) -> Result<T> {
-    match result {
-        CompletionResult::Value(p) => p.deserialize().map_err(HubError::Payload),
-        CompletionResult::Void => Payload::null(format)
-            .deserialize()
-            .map_err(HubError::Payload),
-        CompletionResult::Error(message) => Err(HubError::Invocation { message }),
-    }
+    let payload = match result {
+        CompletionResult::Error(message) => return Err(HubError::Invocation { message }),
+        CompletionResult::Value(p)
+            if std::any::TypeId::of::<T>() != std::any::TypeId::of::<()>() =>
+        {
+            p
+        }
+        // Void, or a value the caller does not want.
+        _ => Payload::null(format),
+    };
+    payload.deserialize().map_err(|source| HubError::Payload {
+        method: method.to_owned(),
+        part: crate::error::PayloadPart::Result,
+        source,
+    })
 }

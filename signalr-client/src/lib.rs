@@ -10,12 +10,14 @@
 //! let conn = HubConnectionBuilder::new("http://localhost:5000/hub")
 //!     .with_automatic_reconnect_policy(ExponentialBackoff::new(Duration::from_secs(1)))
 //!     .build()?;
-//! let _sub = conn.on("ReceiveMessage", |(user, text): (String, String)| async move {
+//! // One parameter per argument; the handler stays until removed (`off`, or `.remove()`).
+//! conn.on("ReceiveMessage", |user: String, text: String| async move {
 //!     println!("{user}: {text}");
-//! }); // dropping the Subscription unregisters the handler
+//! });
 //! conn.start().await?;
 //!
-//! let sum: i64 = conn.invoke("Add", (40, 2)).await?;     // any Serialize tuple
+//! let sum: i64 = conn.invoke("Add", (40, 2)).await?;     // the arguments: a tuple
+//! let echo: String = conn.invoke("Echo", ("hi",)).await?; // one argument: a one-tuple
 //! conn.send("Broadcast", ("chat", "hello")).await?;      // fire and forget
 //! let mut counter = conn.stream::<i32>("Counter", (10, 100)).await?;
 //! while let Some(i) = counter.next().await {             // dropping it cancels on the server
@@ -28,7 +30,15 @@
 //! # Behaviour
 //!
 //! - One driver task per started connection owns the transport and the protocol state; handles
-//!   are cheap clones that talk to it over channels, and dropping the last one stops it.
+//!   are cheap clones that talk to it over channels, and dropping the last one stops it (a live
+//!   [`HubStream`] counts as one). A handler that captures a clone of its own connection would
+//!   keep it alive for ever: capture [`HubConnection::downgrade`] instead.
+//! - Handlers ([`HubConnection::on`], [`HubConnection::on_invoke`]) and event callbacks stay
+//!   registered until removed on purpose ([`Subscription::remove`], [`HubConnection::off`]);
+//!   dropping the [`Subscription`] removes nothing. A server call whose arguments do not fit its
+//!   handler is logged (method, argument, serde's reason) and reaches
+//!   [`HubConnection::on_handler_error`].
+//! - Errors print their own level with `{}` and the whole chain of causes with `{:#}`.
 //! - Keep-alive: a Ping after 15 s without sending; the connection is lost after 30 s without
 //!   receiving anything, so a half-open link is found (not on long polling, whose poll cycle
 //!   does this). Both are configurable.
@@ -49,15 +59,33 @@
 //!   goes, and [`HubConnectionBuilder::with_before_reconnect`] may change it before each one. A
 //!   401 or 403 on a started connection is a loss that reconnects with a fresh token.
 //!
+//! # Logging
+//!
+//! The crates log through [`tracing`](https://docs.rs/tracing) and install no subscriber; add
+//! one (`tracing_subscriber::fmt().init()`) to see them. Targets and levels:
+//!
+//! - `signalr_client` — `info`: connected (transport, connection id), a stateful resume, a
+//!   retried start. `warn`: the connection lost (with the cause), a resume that failed, a server
+//!   call with no handler ("No client method with the name 'x' found.", as the JavaScript
+//!   client), a server call that does not fit its handler, a handler that panicked, sends that
+//!   will not go out. `debug`: each reconnect and resume attempt, the outbox being sent, Acks.
+//! - `signalr_transport` — `warn`: a transport that failed to start (the next is tried).
+//!   `debug`: negotiate requests and redirects, each transport opening, a WebSocket through a
+//!   proxy, cookies stored (counts only).
+//!
+//! Tokens, cookie values and proxy credentials never appear: URLs are logged with their
+//! `access_token` redacted, header values never. Message payloads are not logged.
+//!
 //! # Cancel safety
 //!
-//! Dropping an `invoke` future abandons its result (the call may still run on the server).
-//! Dropping a [`HubStream`] sends `CancelInvocation`.
+//! Dropping an `invoke` future abandons its result (the call may still run on the server) and
+//! stops its uploads. Dropping a [`HubStream`] sends `CancelInvocation` and stops its uploads.
 //!
 //! # Stability
 //!
 //! The API is young (0.x) and may change between minor versions.
 
+mod args;
 mod builder;
 mod connection;
 mod driver;
@@ -68,10 +96,13 @@ mod stream;
 mod target;
 mod upload;
 
+pub use args::{Argument, IntoArguments};
 pub use builder::HubConnectionBuilder;
-pub use connection::{HubConnection, HubConnectionState};
-pub use error::{BuildError, HubError, Result};
-pub use handlers::Subscription;
+pub use connection::{HubConnection, HubConnectionState, WeakHubConnection};
+pub use error::{BuildError, HubError, PayloadPart, Result};
+#[doc(hidden)]
+pub use handlers::BindError;
+pub use handlers::{Handler, InvokeHandler, Subscription};
 pub use signalr_protocol as protocol;
 pub use signalr_reconnect as reconnect;
 pub use signalr_transport as transport;

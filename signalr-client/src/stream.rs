@@ -13,16 +13,24 @@ use tokio::sync::mpsc;
 
 use crate::{
     driver::Command,
-    error::{HubError, Result},
+    error::{HubError, PayloadPart, Result},
 };
 
-/// The items of a streaming call, bound to `T`. Ends after the last item; an error item ends it
-/// too. Dropping it before the end sends `CancelInvocation`, and the server stops producing.
+/// The items of a streaming call, bound to `T`. Ends after the last item; an error ends it
+/// too: the server's, a lost connection, or an item that does not bind to `T` (which also
+/// cancels the call). Dropping it before the end sends `CancelInvocation`, and the server stops
+/// producing; the call's uploads stop with it.
+///
+/// While it lives it holds the connection's command queue: the connection is not stopped by
+/// dropping every [`HubConnection`](crate::HubConnection) until its streams are dropped too.
 #[must_use = "a stream does nothing unless polled; dropping it cancels the call"]
 pub struct HubStream<T> {
     pub(crate) id: String,
+    pub(crate) method: String,
     pub(crate) items: mpsc::Receiver<Result<Payload>>,
     pub(crate) commands: mpsc::Sender<Box<Command>>,
+    /// The call's uploads, stopped when the stream is dropped.
+    pub(crate) pumps: Vec<tokio::task::JoinHandle<()>>,
     pub(crate) done: bool,
     pub(crate) _type: PhantomData<fn() -> T>,
 }
@@ -44,9 +52,18 @@ impl<T: DeserializeOwned> Stream for HubStream<T> {
             return Poll::Ready(None);
         }
         match self.items.poll_recv(cx) {
-            Poll::Ready(Some(Ok(payload))) => {
-                Poll::Ready(Some(payload.deserialize::<T>().map_err(HubError::Payload)))
-            }
+            Poll::Ready(Some(Ok(payload))) => match payload.deserialize::<T>() {
+                Ok(item) => Poll::Ready(Some(Ok(item))),
+                Err(source) => {
+                    // The stream ends with the error: the rest could not bind either.
+                    self.cancel();
+                    Poll::Ready(Some(Err(HubError::Payload {
+                        method: self.method.clone(),
+                        part: PayloadPart::StreamItem,
+                        source,
+                    })))
+                }
+            },
             Poll::Ready(Some(Err(e))) => {
                 self.done = true;
                 Poll::Ready(Some(Err(e)))
@@ -60,12 +77,23 @@ impl<T: DeserializeOwned> Stream for HubStream<T> {
     }
 }
 
-impl<T> Drop for HubStream<T> {
-    fn drop(&mut self) {
+impl<T> HubStream<T> {
+    /// Cancels the call on the server, once.
+    fn cancel(&mut self) {
         if !self.done {
+            self.done = true;
             let _ = self.commands.try_send(Box::new(Command::Cancel {
                 id: std::mem::take(&mut self.id),
             }));
+        }
+    }
+}
+
+impl<T> Drop for HubStream<T> {
+    fn drop(&mut self) {
+        self.cancel();
+        for pump in &self.pumps {
+            pump.abort();
         }
     }
 }

@@ -10,8 +10,18 @@ use tokio::sync::{mpsc, watch};
 use crate::{HubConnectionState, driver::Command};
 
 /// A stream passed as an argument: its items go to the server as the call runs, then its end
-/// (or its error). Build one with [`Upload::new`] or [`Upload::fallible`] and pass it to
-/// [`HubConnection::invoke_with_uploads`](crate::HubConnection::invoke_with_uploads).
+/// (or its error). Build one with [`Upload::new`] or [`Upload::fallible`] and put it in any
+/// position of a call's argument tuple ([`IntoArguments`](crate::IntoArguments)), for
+/// `invoke`, `send` or `stream`:
+///
+/// ```no_run
+/// # async fn run(conn: signalr_client::HubConnection) -> signalr_client::Result<()> {
+/// use signalr_client::Upload;
+///
+/// let readings = futures_util::stream::iter([20.5, 21.0, 21.5]);
+/// let average: f64 = conn.invoke("Average", ("sensor-1", Upload::new(readings))).await?;
+/// # Ok(()) }
+/// ```
 pub struct Upload {
     items: BoxStream<'static, Result<Box<dyn ErasedItem>, String>>,
 }

@@ -62,13 +62,13 @@ async fn our_client_and_the_official_client_talk_through_groups_and_broadcasts()
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let to_rust = {
             let tx = tx.clone();
-            ours.on("toRust", move |(text,): (String,)| {
+            ours.on("toRust", move |text: String| {
                 let tx = tx.clone();
                 async move { tx.send(text).unwrap() }
             })
         };
         let (gtx, mut greetings) = tokio::sync::mpsc::unbounded_channel::<Greeting>();
-        let hello_back = ours.on("helloBack", move |(g,): (Greeting,)| {
+        let hello_back = ours.on("helloBack", move |g: Greeting| {
             let gtx = gtx.clone();
             async move { gtx.send(g).unwrap() }
         });

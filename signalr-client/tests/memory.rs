@@ -241,7 +241,7 @@ async fn wait_closed(conn: &HubConnection) {
 async fn drained(conn: &HubConnection, peer: &MemoryPeer, messagepack: bool) -> HubConnectionState {
     let notify = std::sync::Arc::new(tokio::sync::Notify::new());
     let n = std::sync::Arc::clone(&notify);
-    let _done = conn.on("done", move |(): ()| {
+    let _done = conn.on("done", move || {
         let n = std::sync::Arc::clone(&n);
         async move { n.notify_one() }
     });

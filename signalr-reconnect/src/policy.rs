@@ -52,7 +52,21 @@ pub struct RetryContext<'a> {
     pub previous_retry_count: u32,
     /// Time since reconnecting (or starting) began.
     pub elapsed: Duration,
-    /// Why the connection was lost, or why the last attempt failed.
+    /// Why the connection was lost, or why the last attempt failed. From `signalr-client` it is
+    /// a `signalr_client::HubError`; downcast it to decide by cause:
+    ///
+    /// ```ignore
+    /// use signalr_client::{HubError, reconnect::retry_fn};
+    ///
+    /// let policy = retry_fn(|ctx| match ctx.reason.downcast_ref::<HubError>() {
+    ///     // The server said why it closed and that reconnecting will not help.
+    ///     Some(HubError::ServerClosed { allow_reconnect: false, .. }) => None,
+    ///     _ => Some(std::time::Duration::from_secs(2)),
+    /// });
+    /// ```
+    ///
+    /// (This crate does not depend on the client; the example runs in the client's docs, on
+    /// `HubConnectionBuilder::with_automatic_reconnect_policy`.)
     pub reason: &'a (dyn Error + Send + Sync + 'static),
 }
 

@@ -8,25 +8,20 @@ use std::time::Duration;
 use signalr_client::{HubConnection, HubConnectionBuilder};
 use signalr_testserver::{ServerConfig, TestServer};
 
-async fn join(
-    url: &str,
-    name: &'static str,
-) -> Result<(HubConnection, signalr_client::Subscription), Box<dyn std::error::Error>> {
+async fn join(url: &str, name: &'static str) -> Result<HubConnection, Box<dyn std::error::Error>> {
     let conn = HubConnectionBuilder::new(url)
         .with_automatic_reconnect()
         .build()?;
-    // SendToGroup delivers its payload as the one argument: here a (from, text) pair.
-    let sub = conn.on(
-        "chat",
-        move |((from, text),): ((String, String),)| async move {
-            if from != name {
-                println!("  [{name} sees] {from}: {text}");
-            }
-        },
-    );
+    // SendToGroup delivers its payload as the one argument: here a (from, text) pair, which
+    // binds to a tuple type.
+    conn.on("chat", move |(from, text): (String, String)| async move {
+        if from != name {
+            println!("  [{name} sees] {from}: {text}");
+        }
+    });
     conn.start().await?;
     conn.invoke::<String>("JoinGroup", ("room",)).await?;
-    Ok((conn, sub))
+    Ok(conn)
 }
 
 #[tokio::main]
@@ -41,8 +36,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|s| s.url().to_owned())
             .unwrap_or_default()
     });
-    let (alice, _a) = join(&url, "alice").await?;
-    let (bob, _b) = join(&url, "bob").await?;
+    let alice = join(&url, "alice").await?;
+    let bob = join(&url, "bob").await?;
     for (conn, name, text) in [
         (&alice, "alice", "hi bob!"),
         (&bob, "bob", "hey alice, what's up?"),

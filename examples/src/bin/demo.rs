@@ -26,25 +26,13 @@ struct Reading {
     celsius: f64,
 }
 
-/// An error and its causes, `outer: inner: …`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 fn events(name: &'static str, conn: &HubConnection, started: Instant) {
     let at = move || format!("{:>5} ms", started.elapsed().as_millis());
     conn.on_reconnecting(move |e| {
         println!(
             "  [{}] {name}: reconnecting ({})",
             at(),
-            e.map(|e| chain(e)).unwrap_or_default()
+            e.map(|e| format!("{e:#}")).unwrap_or_default()
         );
     });
     let at = move || format!("{:>5} ms", started.elapsed().as_millis());
@@ -56,7 +44,7 @@ fn events(name: &'static str, conn: &HubConnection, started: Instant) {
         println!(
             "  [{}] {name}: closed{}",
             at(),
-            e.map(|e| format!(" ({})", chain(e))).unwrap_or_default()
+            e.map(|e| format!(" ({e:#})")).unwrap_or_default()
         );
     });
 }
@@ -85,11 +73,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     events("alice", &alice, started);
     events("bob", &bob, started);
-    let news = bob.on("news", |(text,): (String,)| async move {
+    // Handlers take one parameter per argument and stay until removed on purpose.
+    bob.on("news", |text: String| async move {
         println!("  bob got news: {text}");
     });
-    let question = alice.on_invoke("confirm", |(what,): (String,)| async move {
-        Ok::<_, String>(format!("yes, {what}"))
+    alice.on_invoke("confirm", |what: String| async move {
+        Ok::<_, std::convert::Infallible>(format!("yes, {what}"))
     });
     alice.start().await?;
     bob.start().await?;
@@ -163,7 +152,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     show_wire_format()?;
 
-    drop((news, question));
     alice.stop().await?;
     bob.stop().await?;
     server.shutdown().await;

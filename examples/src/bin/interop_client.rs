@@ -166,12 +166,12 @@ async fn main() {
             })
         );
     };
-    let conn = match builder(&args).and_then(|b| b.build().map_err(|e| chain(&e))) {
+    let conn = match builder(&args).and_then(|b| b.build().map_err(|e| format!("{e:#}"))) {
         Ok(c) => c,
         Err(e) => refuse(&format!("interop_client: {e}")),
     };
     if let Err(e) = conn.start().await {
-        report(json!({"start": chain(&e)}), 0, 1, 0);
+        report(json!({"start": format!("{e:#}")}), 0, 1, 0);
         std::process::exit(1);
     }
     let results = examples::contract::run(&conn).await;
@@ -206,16 +206,4 @@ fn refuse(what: &str) -> ! {
     use clap::CommandFactory as _;
     eprintln!("{}\n\n{}", what.trim_end(), Args::command().render_usage());
     std::process::exit(2);
-}
-
-/// An error and its causes, one after the other.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }

@@ -16,14 +16,14 @@ fn narrate(conn: &HubConnection) {
     conn.on_reconnecting(|e| {
         println!(
             "  event: reconnecting ({})",
-            e.map(ToString::to_string).unwrap_or_default()
+            e.map(|e| format!("{e:#}")).unwrap_or_default()
         );
     });
     conn.on_reconnected(|id| println!("  event: reconnected as {}", id.unwrap_or("-")));
     conn.on_close(|e| {
         println!(
             "  event: closed ({})",
-            e.map_or_else(|| "stopped".into(), ToString::to_string)
+            e.map_or_else(|| "stopped".into(), |e| format!("{e:#}"))
         );
     });
 }

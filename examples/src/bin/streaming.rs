@@ -43,9 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .stream::<i64>("Counter", (10, 0))
         .await?
         .filter_map(|i| async move { i.ok().map(|i| i * i) });
-    let sum: i64 = conn
-        .invoke_with_uploads("Sum", (), vec![Upload::new(squares)])
-        .await?;
+    let sum: i64 = conn.invoke("Sum", (Upload::new(squares),)).await?;
     println!("the server summed the uploaded squares of 0..10: {sum}");
 
     conn.stop().await?;

@@ -125,7 +125,7 @@ async fn a_stateful_resume_goes_through_the_balancer_to_its_instance() {
         let _ = tx.send(());
     });
     let (seq_tx, mut seq) = tokio::sync::mpsc::unbounded_channel();
-    let _sub = conn.on("seq", move |(i,): (i32,)| {
+    let _sub = conn.on("seq", move |i: i32| {
         let seq_tx = seq_tx.clone();
         async move {
             let _ = seq_tx.send(i);

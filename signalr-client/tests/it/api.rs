@@ -26,7 +26,7 @@ async fn the_contract_on_every_transport_and_protocol() {
         let events = Events::attach(&conn);
         let welcome = Arc::new(Mutex::new(None::<String>));
         let w = Arc::clone(&welcome);
-        let _welcome = conn.on("welcome", move |(id,): (String,)| {
+        let _welcome = conn.on("welcome", move |id: String| {
             let w = Arc::clone(&w);
             async move {
                 *w.lock().unwrap() = Some(id);
@@ -74,7 +74,7 @@ async fn the_contract_on_every_transport_and_protocol() {
         // Server-to-client calls arrive in order.
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s2 = Arc::clone(&seen);
-        let _seq = conn.on("seq", move |(i,): (i32,)| {
+        let _seq = conn.on("seq", move |i: i32| {
             let s2 = Arc::clone(&s2);
             async move { s2.lock().unwrap().push(i) }
         });
@@ -90,7 +90,7 @@ async fn the_contract_on_every_transport_and_protocol() {
 
         // send is fire and forget; SendToCaller answers through a handler.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let _pong = conn.on("pong", move |(v,): (String,)| {
+        let _pong = conn.on("pong", move |v: String| {
             let tx = tx.clone();
             async move { tx.send(v).unwrap() }
         });
@@ -151,10 +151,7 @@ async fn streams_and_client_results(conn: &signalr_client::HubConnection, case: 
     );
 
     // Client results: the handler's value, or the official error without a handler.
-    let _double = conn.on_invoke(
-        "double",
-        |(x,): (i64,)| async move { Ok::<_, String>(x * 2) },
-    );
+    let _double = conn.on_invoke("double", |x: i64| async move { Ok::<_, String>(x * 2) });
     assert_eq!(
         conn.invoke::<i64>("AskClient", ("double", 21))
             .await
@@ -170,7 +167,7 @@ async fn streams_and_client_results(conn: &signalr_client::HubConnection, case: 
         err.to_string().contains("hub method failed"),
         "{case}: {err}"
     );
-    let _failing = conn.on_invoke("failing", |(_x,): (i64,)| async move {
+    let _failing = conn.on_invoke("failing", |_x: i64| async move {
         Err::<i32, _>("nope".to_owned())
     });
     let err = conn
@@ -195,7 +192,7 @@ async fn broadcast_and_groups_between_json_and_messagepack_clients() {
     let mut subs = Vec::new();
     for (name, conn) in [("a", &a), ("b", &b)] {
         let tx = tx.clone();
-        subs.push(conn.on("news", move |(text,): (String,)| {
+        subs.push(conn.on("news", move |text: String| {
             let tx = tx.clone();
             async move { tx.send((name.to_owned(), text)).unwrap() }
         }));
@@ -310,11 +307,7 @@ async fn uploads_on_every_transport_and_protocol() {
         let conn = builder(s.url(), transport, messagepack).build().unwrap();
         conn.start().await.unwrap();
         let sum: i64 = conn
-            .invoke_with_uploads(
-                "Sum",
-                (),
-                vec![Upload::new(futures_util::stream::iter(1..=100))],
-            )
+            .invoke("Sum", (Upload::new(futures_util::stream::iter(1..=100)),))
             .await
             .unwrap();
         assert_eq!(sum, 5050, "{transport:?}");
@@ -324,7 +317,7 @@ async fn uploads_on_every_transport_and_protocol() {
             i
         });
         assert_eq!(
-            conn.invoke_with_uploads::<i64>("Sum", (), vec![Upload::new(slow)])
+            conn.invoke::<i64>("Sum", (Upload::new(slow),))
                 .await
                 .unwrap(),
             15
@@ -332,7 +325,7 @@ async fn uploads_on_every_transport_and_protocol() {
         // A failing upload fails the call on the server with its message.
         let failing = futures_util::stream::iter([Ok(1), Err("sensor unplugged")]);
         let err = conn
-            .invoke_with_uploads::<i64>("Sum", (), vec![Upload::fallible(failing)])
+            .invoke::<i64>("Sum", (Upload::fallible(failing),))
             .await
             .unwrap_err();
         assert!(
@@ -357,7 +350,7 @@ async fn a_flood_of_sends_does_not_starve_receiving() {
     let (seen, _sub) = {
         let seen = Arc::new(Mutex::new(0_usize));
         let s2 = Arc::clone(&seen);
-        let sub = conn.on("flood", move |(_i,): (i32,)| {
+        let sub = conn.on("flood", move |_i: i32| {
             let s2 = Arc::clone(&s2);
             async move { *s2.lock().unwrap() += 1 }
         });

@@ -153,7 +153,7 @@ async fn stateful_reconnect_survives_resets_without_loss() {
         .unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = Arc::clone(&seen);
-    let _seq = conn.on("seq", move |(i,): (i32,)| {
+    let _seq = conn.on("seq", move |i: i32| {
         let s2 = Arc::clone(&s2);
         async move { s2.lock().unwrap().push(i) }
     });

@@ -4,6 +4,7 @@
 mod api;
 mod credentials;
 mod faults;
+mod first_hour;
 mod order;
 mod reconnect;
 mod stateful;

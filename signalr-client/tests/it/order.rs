@@ -15,7 +15,7 @@ use crate::support::{PAIRS, builder, server, wait_len};
 fn record(conn: &HubConnection) -> (signalr_client::Subscription, Arc<Mutex<Vec<i32>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
-    let sub = conn.on("n", move |(n,): (i32,)| {
+    let sub = conn.on("n", move |n: i32| {
         s.lock().unwrap().push(n);
         std::future::ready(())
     });

@@ -189,7 +189,7 @@ async fn calls_made_while_reconnecting_wait_and_go_out_in_order() {
         .unwrap();
     let events = Events::attach(&conn);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let _order = conn.on("order", move |(i,): (i32,)| {
+    let _order = conn.on("order", move |i: i32| {
         let tx = tx.clone();
         async move { tx.send(i).unwrap() }
     });

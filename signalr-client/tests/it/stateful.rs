@@ -18,7 +18,7 @@ fn collector(
 ) -> (Arc<Mutex<Vec<i32>>>, signalr_client::Subscription) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
-    let sub = conn.on(target, move |(i,): (i32,)| {
+    let sub = conn.on(target, move |i: i32| {
         let s = Arc::clone(&s);
         async move { s.lock().unwrap().push(i) }
     });
@@ -186,10 +186,7 @@ async fn an_upload_survives_a_cut_socket() {
     });
     let call = {
         let conn = conn.clone();
-        tokio::spawn(async move {
-            conn.invoke_with_uploads::<i64>("Sum", (), vec![Upload::new(items)])
-                .await
-        })
+        tokio::spawn(async move { conn.invoke::<i64>("Sum", (Upload::new(items),)).await })
     };
     tokio::time::timeout(WAIT, async {
         while produced.load(std::sync::atomic::Ordering::Relaxed) < 700 {

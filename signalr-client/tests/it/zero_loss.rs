@@ -75,7 +75,7 @@ async fn nothing_is_lost_duplicated_or_reordered_across_1000_disconnects() {
     let conn = soak_connection(&proxy.url(s.url()), messagepack);
     let echoes = Arc::new(Mutex::new(Vec::<u64>::new()));
     let e2 = Arc::clone(&echoes);
-    let _echo = conn.on("echo", move |(i,): (u64,)| {
+    let _echo = conn.on("echo", move |i: u64| {
         let e2 = Arc::clone(&e2);
         async move { e2.lock().unwrap().push(i) }
     });

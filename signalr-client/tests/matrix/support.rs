@@ -335,7 +335,7 @@ pub(crate) async fn connected(
 pub(crate) fn record(conn: &HubConnection, target: &str) -> (Subscription, Arc<Mutex<Vec<i32>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
-    let sub = conn.on(target, move |(n,): (i32,)| {
+    let sub = conn.on(target, move |n: i32| {
         let s = Arc::clone(&s);
         async move { s.lock().unwrap().push(n) }
     });

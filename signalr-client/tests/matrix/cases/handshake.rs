@@ -96,7 +96,7 @@ async fn a_split_or_coalesced_handshake_with_extra_fields_works(pair: Pair) {
     let conn = pair.builder(server.url()).build().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = Arc::clone(&seen);
-    let _hello = conn.on("hello", move |(n,): (i32,)| {
+    let _hello = conn.on("hello", move |n: i32| {
         let s = Arc::clone(&s);
         async move { s.lock().unwrap().push(n) }
     });

@@ -226,7 +226,7 @@ async fn the_server_runs_one_invocation_at_a_time(pair: Pair) {
     let conn = pair.builder(s.url()).build().unwrap();
     let release = std::sync::Arc::new(tokio::sync::Notify::new());
     let r = std::sync::Arc::clone(&release);
-    let _wait = conn.on_invoke("wait", move |(n,): (i32,)| {
+    let _wait = conn.on_invoke("wait", move |n: i32| {
         let r = std::sync::Arc::clone(&r);
         async move {
             r.notified().await;

@@ -252,19 +252,13 @@ async fn ask(
 
 async fn server_invocations_that_fail_are_answered(pair: Pair) {
     let (server, _script, conn, mut peer) = connected(pair, |b| b).await;
-    let _double = conn.on_invoke(
-        "double",
-        |(n,): (i32,)| async move { Ok::<_, String>(n * 2) },
-    );
-    let _boom = conn.on_invoke("boom", |(): ()| async move {
+    let _double = conn.on_invoke("double", |n: i32| async move { Ok::<_, String>(n * 2) });
+    let _boom = conn.on_invoke("boom", || async move {
         let fail =
             || -> Result<i32, String> { panic!("a deliberate panic in a handler (expected)") };
         fail()
     });
-    let _refuse = conn.on_invoke(
-        "refuse",
-        |(): ()| async move { Err::<i32, _>("no".to_owned()) },
-    );
+    let _refuse = conn.on_invoke("refuse", || async move { Err::<i32, _>("no".to_owned()) });
     assert_eq!(
         ask(&mut peer, "1", "unregistered", pair.args(&(1,))).await,
         CompletionResult::Error("Client didn't provide a result.".into())
@@ -296,7 +290,7 @@ async fn a_handler_that_never_returns_blocks_nothing_else(pair: Pair) {
         b.with_keep_alive_interval(Duration::from_millis(50))
     })
     .await;
-    let _stuck = conn.on("stuck", |(_,): (i32,)| std::future::pending::<()>());
+    let _stuck = conn.on("stuck", |_: i32| std::future::pending::<()>());
     peer.send(&call(pair, "stuck", 1)).await;
     // The driver still serves calls and pings while the handler waits forever.
     let (call, id) = pending_invoke(&conn, &mut peer).await;

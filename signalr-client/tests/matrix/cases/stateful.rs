@@ -103,7 +103,7 @@ async fn a_resume_the_server_forgot_falls_back_loudly(pair: Pair) {
     let id = conn.connection_id();
     // A call in flight that keeps the link quiet: the server waits for a client result that
     // never comes.
-    let _wait = conn.on_invoke("wait", |(_,): (i32,)| {
+    let _wait = conn.on_invoke("wait", |_: i32| {
         std::future::pending::<Result<i32, String>>()
     });
     let slow = tokio::spawn({
@@ -277,7 +277,7 @@ struct FullBuffer {
 
 async fn full_buffer_then_ask(pair: Pair) -> FullBuffer {
     let (server, conn, mut peer, events) = scripted_stateful(pair).await;
-    let ask = conn.on_invoke("ask", |(): ()| async { Ok::<_, String>(7) });
+    let ask = conn.on_invoke("ask", || async { Ok::<_, String>(7) });
     let payload = "x".repeat(200);
     let sends: Vec<_> = (0..20)
         .map(|_| {
