@@ -7,6 +7,10 @@ use signalr_protocol::TransportKind;
 /// Everything the server can be told; every field has ASP.NET Core's default.
 #[derive(Clone)]
 #[non_exhaustive]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches: ASP.NET Core options and faults"
+)]
 pub struct ServerConfig {
     /// The hub's path, `/hub` by default.
     pub hub_path: String,
@@ -60,6 +64,12 @@ pub struct ServerConfig {
     pub refuse_websockets: bool,
     /// How a connection's non-streaming hub methods run ([`Invocations::Sequential`]).
     pub invocations: Invocations,
+    /// Put the reason in the Close message when the server closes a connection with an error,
+    /// as ASP.NET Core's `EnableDetailedErrors` does: `Connection closed with an error.
+    /// InvalidDataException: <reason>` (the reason in this server's words, which are more
+    /// specific than ASP.NET Core's). Off by default, as in ASP.NET Core: the Close error is
+    /// then exactly `Connection closed with an error.` The reason is always logged.
+    pub detailed_errors: bool,
     /// This instance's name, which the hub method `GetServerName` returns: in a deployment of
     /// several instances, it tells a client which one holds its connection. A random name
     /// (`server-` and eight letters or digits) by default.
@@ -131,6 +141,7 @@ impl Default for ServerConfig {
             stream_buffer_capacity: 10,
             refuse_websockets: false,
             invocations: Invocations::Sequential,
+            detailed_errors: false,
             server_name: format!("server-{}", crate::registry::random_id(8)),
             token_lifetime: None,
             tls: None,
@@ -182,6 +193,7 @@ impl fmt::Debug for ServerConfig {
             .field("stream_buffer_capacity", &self.stream_buffer_capacity)
             .field("refuse_websockets", &self.refuse_websockets)
             .field("invocations", &self.invocations)
+            .field("detailed_errors", &self.detailed_errors)
             .field("server_name", &self.server_name)
             .field("token_lifetime", &self.token_lifetime)
             .field("tls", &self.tls)

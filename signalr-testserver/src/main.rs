@@ -14,6 +14,10 @@ use signalr_testserver::{
 /// A SignalR test server with fault injection.
 #[derive(Debug, Parser)]
 #[command(version, about, after_long_help = include_str!("contract.txt"))]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "one field per command-line switch"
+)]
 struct Args {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
@@ -82,6 +86,10 @@ struct Args {
     /// Stateful resumes of one connection allowed per second after the burst.
     #[arg(long, default_value_t = 100)]
     resumes_per_second: u32,
+    /// Put the reason in the Close message of a connection closed with an error (ASP.NET
+    /// Core's `EnableDetailedErrors`); without it the error is "Connection closed with an error."
+    #[arg(long)]
+    detailed_errors: bool,
     /// This instance's name, returned by the hub method GetServerName [default: a random one].
     #[arg(long)]
     server_name: Option<String>,
@@ -165,6 +173,7 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     config.resume_burst = args.resume_burst;
     config.resumes_per_second = args.resumes_per_second;
     config.token_lifetime = args.token_lifetime_ms.map(ms);
+    config.detailed_errors = args.detailed_errors;
     if let Some(name) = &args.server_name {
         config.server_name.clone_from(name);
     }

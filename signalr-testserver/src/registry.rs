@@ -64,19 +64,58 @@ pub(crate) struct ConnEntry {
     pub(crate) resumes: Mutex<(f64, tokio::time::Instant)>,
     /// When the connection's credentials expire (`ServerConfig::token_lifetime`).
     pub(crate) expires: Option<Instant>,
+    /// What was sent by POST before any transport connected (a long-polling client may send its
+    /// handshake before its first poll): delivered, in order, when the transport binds.
+    early: Mutex<Vec<Bytes>>,
 }
 
+/// The most bytes kept from POSTs made before a transport connects.
+pub(crate) const MAX_EARLY_BYTES: usize = 1024 * 1024;
+
 impl ConnEntry {
-    /// Binds the connection to `kind` on first use; `false` if it is bound to another transport.
+    /// Binds the connection to `kind` on first use, delivering what was sent by POST before it;
+    /// `false` if it is bound to another transport.
     pub(crate) fn bind(&self, kind: TransportKind) -> bool {
         let mut transport = lock(&self.transport);
         match *transport {
             None => {
                 *transport = Some(kind);
+                let early = std::mem::take(&mut *lock(&self.early));
+                if !early.is_empty() {
+                    // One chunk, queued now: the session reads it before anything the new
+                    // transport (or a later POST) brings, which can only come after this
+                    // returns. Nothing else has been queued yet, so there is room.
+                    let joined = Bytes::from(early.concat());
+                    if let Err(mpsc::error::TrySendError::Full(chunk)) =
+                        self.inbound.try_send((0, joined))
+                    {
+                        let inbound = self.inbound.clone();
+                        tokio::spawn(async move { inbound.send(chunk).await });
+                    }
+                }
                 true
             }
             Some(bound) => bound == kind,
         }
+    }
+
+    /// Keeps bytes sent by POST before any transport connected, as ASP.NET Core does (its pipe holds
+    /// them until the transport starts the application); `false` when that would exceed
+    /// [`MAX_EARLY_BYTES`]. When a transport is bound meanwhile, the bytes go to the session.
+    pub(crate) async fn send_early(&self, bytes: Bytes) -> bool {
+        {
+            let transport = lock(&self.transport);
+            if transport.is_none() {
+                let mut early = lock(&self.early);
+                let held: usize = early.iter().map(Bytes::len).sum();
+                if held + bytes.len() > MAX_EARLY_BYTES {
+                    return false;
+                }
+                early.push(bytes);
+                return true;
+            }
+        }
+        self.inbound.send((0, bytes)).await.is_ok()
     }
 
     pub(crate) fn transport(&self) -> Option<TransportKind> {
@@ -202,6 +241,7 @@ impl Shared {
             user,
             resumes: Mutex::new((f64::from(self.config.resume_burst), crate::now())),
             expires: self.config.token_lifetime.map(|life| crate::now() + life),
+            early: Mutex::new(Vec::new()),
         });
         if let Some(token) = token {
             lock(&self.by_token).insert(token, Arc::clone(&entry));
@@ -243,8 +283,8 @@ impl Shared {
             let mut lingering = lock(&self.lingering);
             let stopping = self.stopping.load(std::sync::atomic::Ordering::Acquire);
             if entry.transport() == Some(TransportKind::LongPolling) && !stopping {
-                // Polls that arrive after the end must read 204 (closed), not 404 (unknown), so
-                // the token stays valid for the disconnect timeout.
+                // The next poll must read 204 (closed), not 404 (unknown), so the token stays
+                // valid until a poll has read the end (`forget`) or the disconnect timeout.
                 let shared = Arc::clone(self);
                 let token = token.clone();
                 let linger = self.config.disconnect_timeout;
@@ -264,6 +304,19 @@ impl Shared {
             members.remove(&entry.connection_id);
             !members.is_empty()
         });
+    }
+
+    /// Forgets an ended long-polling connection's token once a poll has read its end (204).
+    pub(crate) fn forget(&self, entry: &ConnEntry) {
+        if let Some(token) = &entry.token {
+            let mut by_token = lock(&self.by_token);
+            if by_token
+                .get(token)
+                .is_some_and(|known| std::ptr::eq(Arc::as_ptr(known), entry))
+            {
+                by_token.remove(token);
+            }
+        }
     }
 
     /// Records a replay buffer's size after a send.

@@ -291,8 +291,14 @@ impl Session {
         self.uploads.clear();
         self.pending_calls.clear();
         let last = match exit {
-            Exit::Error(error) => {
+            Exit::Error(detail) => {
                 if self.protocol.is_some() && self.attached {
+                    // ASP.NET Core's words: the detail only with detailed errors on.
+                    let error = if self.config().detailed_errors {
+                        format!("Connection closed with an error. InvalidDataException: {detail}")
+                    } else {
+                        "Connection closed with an error.".to_owned()
+                    };
                     let _ = self
                         .write(&HubMessage::Close(Close::new(Some(error), false)))
                         .await;
@@ -504,12 +510,7 @@ impl Session {
             match next {
                 Ok(Some(message)) => self.on_message(message).await?,
                 Ok(None) => return Ok(()),
-                Err(e) => {
-                    let error = HubError::from(e);
-                    return Err(Exit::Error(format!(
-                        "Connection closed with an error. {error}"
-                    )));
-                }
+                Err(e) => return Err(Exit::Error(HubError::from(e).to_string())),
             }
         }
     }
@@ -675,7 +676,7 @@ impl Session {
         if longest > max {
             warn!(length = longest, max, "invocation id too long");
             return Err(Exit::Error(format!(
-                "Connection closed with an error. An invocation or stream id is longer than {max} bytes."
+                "An invocation or stream id is longer than {max} bytes."
             )));
         }
         Ok(())
@@ -683,24 +684,18 @@ impl Session {
 
     fn on_ack(&mut self, id: u64) -> Result<(), Exit> {
         match &mut self.stateful {
-            Some(buffer) => buffer.on_ack(id).map_err(|e| {
-                Exit::Error(format!(
-                    "Connection closed with an error. {}",
-                    HubError::from(e)
-                ))
-            }),
+            Some(buffer) => buffer
+                .on_ack(id)
+                .map_err(|e| Exit::Error(HubError::from(e).to_string())),
             None => Ok(()),
         }
     }
 
     fn on_sequence(&mut self, id: u64) -> Result<(), Exit> {
         match &mut self.stateful {
-            Some(buffer) => buffer.on_sequence(id).map_err(|e| {
-                Exit::Error(format!(
-                    "Connection closed with an error. {}",
-                    HubError::from(e)
-                ))
-            }),
+            Some(buffer) => buffer
+                .on_sequence(id)
+                .map_err(|e| Exit::Error(HubError::from(e).to_string())),
             None => Ok(()),
         }
     }

@@ -714,6 +714,7 @@ async fn limits_and_timeouts() {
         c.max_message_size = 1024;
         c.keep_alive_interval = Duration::from_millis(100);
         c.client_timeout = Duration::from_millis(600);
+        c.detailed_errors = true;
     })
     .await;
     // Keep-alive: a quiet client gets pings.

@@ -72,7 +72,11 @@ pub(super) async fn poll(
         }
     }
     if body.is_empty() {
-        // The connection ended.
+        // The connection ended. As ASP.NET Core's `HttpConnectionDispatcher` (it disposes and
+        // removes the connection once a poll has read 204), one poll says so; later polls, and
+        // a DELETE, find no such connection (404), so a client that polls again learns that
+        // the connection is gone instead of reading 204 until the disconnect timeout.
+        shared.forget(&entry);
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     Ok((

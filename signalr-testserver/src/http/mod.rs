@@ -232,15 +232,29 @@ async fn send(
         Ok(e) => e,
         Err(refused) => return refused,
     };
+    // As ASP.NET Core's HttpConnectionDispatcher.ProcessSend: refused on a WebSocket
+    // connection (405) or one that has ended (404), and accepted before any transport has
+    // connected (a long-polling client may POST its handshake before its first poll).
     match entry.transport() {
         Some(TransportKind::WebSockets) => {
-            return status(StatusCode::METHOD_NOT_ALLOWED, "send on the WebSocket");
+            return status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "POST requests are not allowed for WebSocket connections.",
+            );
         }
-        None => return status(StatusCode::BAD_REQUEST, "no transport is connected yet"),
-        Some(_) => {}
-    }
-    if entry.inbound.send((0, body)).await.is_err() {
-        return status(StatusCode::NOT_FOUND, "the connection has ended");
+        None => {
+            if !entry.send_early(body).await {
+                return status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too much data before a transport connected",
+                );
+            }
+        }
+        Some(_) => {
+            if entry.inbound.send((0, body)).await.is_err() {
+                return status(StatusCode::NOT_FOUND, "the connection has ended");
+            }
+        }
     }
     StatusCode::OK.into_response()
 }

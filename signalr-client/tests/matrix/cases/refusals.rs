@@ -142,7 +142,8 @@ async fn echo(ws: &mut Socket, id: &str) -> String {
 }
 
 async fn the_server_refuses_an_overlong_invocation_id(_: Pair) {
-    let s = server(|_| {}).await;
+    // The reason in the Close message (ASP.NET Core's EnableDetailedErrors).
+    let s = server(|c| c.detailed_errors = true).await;
     let url = s.url().replace("http://", "ws://");
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     handshake(&mut ws, 1).await;
