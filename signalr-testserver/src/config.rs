@@ -80,6 +80,16 @@ pub struct ServerConfig {
     /// answered 401, and only a new connection, with a fresh negotiate, goes on. `None`: they
     /// never expire.
     pub token_lifetime: Option<Duration>,
+    /// Share the hub with every other instance on this Redis (`redis://host:port`), in ASP.NET
+    /// Core's backplane format: broadcasts, groups, sends to a connection or a user, and
+    /// client results reach connections on any instance. `None`: this instance alone.
+    pub redis: Option<String>,
+    /// The hub's name on the backplane, the prefix of every channel: for ASP.NET Core the hub
+    /// class's .NET full name (`typeof(THub).FullName`). `SignalRTestServer.TestHub` by default.
+    pub hub_name: String,
+    /// How long a group change or a client result for a connection on another instance waits
+    /// for that instance (30 s, ASP.NET Core's group ack threshold).
+    pub backplane_timeout: Duration,
     /// Serve `https`/`wss` with this certificate, optionally requiring client certificates
     /// (plain `http` when `None`).
     pub tls: Option<crate::ServerTls>,
@@ -144,6 +154,9 @@ impl Default for ServerConfig {
             detailed_errors: false,
             server_name: format!("server-{}", crate::registry::random_id(8)),
             token_lifetime: None,
+            redis: None,
+            hub_name: "SignalRTestServer.TestHub".into(),
+            backplane_timeout: Duration::from_secs(30),
             tls: None,
         }
     }
@@ -196,6 +209,10 @@ impl fmt::Debug for ServerConfig {
             .field("detailed_errors", &self.detailed_errors)
             .field("server_name", &self.server_name)
             .field("token_lifetime", &self.token_lifetime)
+            // The URL may carry a password.
+            .field("redis", &self.redis.as_ref().map(|_| "(set)"))
+            .field("hub_name", &self.hub_name)
+            .field("backplane_timeout", &self.backplane_timeout)
             .field("tls", &self.tls)
             .finish()
     }

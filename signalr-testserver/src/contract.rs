@@ -81,23 +81,61 @@ pub fn contract_hub() -> Hub {
         .method_raw("Broadcast", |ctx, args| async move {
             let parts = exactly("Broadcast", &args, 2)?;
             let method: String = parts[0].deserialize()?;
-            let reached = ctx.send_to_all(&method, &parts[1..]);
+            let reached = ctx.send_to_all(&method, &parts[1..]).await?;
             Ok(Some(payload(&ctx, &reached)?))
         })
         .method("JoinGroup", |ctx, (group,): (String,)| async move {
-            ctx.join_group(&group);
+            ctx.join_group(&group).await;
             Ok(group)
         })
         .method("LeaveGroup", |ctx, (group,): (String,)| async move {
-            ctx.leave_group(&group);
+            ctx.leave_group(&group).await;
             Ok(group)
         })
         .method_raw("SendToGroup", |ctx, args| async move {
             let parts = exactly("SendToGroup", &args, 3)?;
             let group: String = parts[0].deserialize()?;
             let method: String = parts[1].deserialize()?;
-            ctx.send_to_group(&group, &method, &parts[2..]);
+            ctx.send_to_group(&group, &method, &parts[2..]).await?;
             Ok(Some(payload(&ctx, &"sent")?))
+        })
+        .method_raw("SendToConnection", |ctx, args| async move {
+            let parts = exactly("SendToConnection", &args, 3)?;
+            let connection_id: String = parts[0].deserialize()?;
+            let method: String = parts[1].deserialize()?;
+            ctx.send_to_connection(&connection_id, &method, &parts[2..])
+                .await?;
+            Ok(Some(payload(&ctx, &"sent")?))
+        })
+        .method_raw("SendToUser", |ctx, args| async move {
+            let parts = exactly("SendToUser", &args, 3)?;
+            let user: String = parts[0].deserialize()?;
+            let method: String = parts[1].deserialize()?;
+            ctx.send_to_user(&user, &method, &parts[2..]).await?;
+            Ok(Some(payload(&ctx, &"sent")?))
+        })
+        .method(
+            "AddToGroup",
+            |ctx, (connection_id, group): (String, String)| async move {
+                ctx.change_group(true, &group, &connection_id).await?;
+                Ok(group)
+            },
+        )
+        .method(
+            "RemoveFromGroup",
+            |ctx, (connection_id, group): (String, String)| async move {
+                ctx.change_group(false, &group, &connection_id).await?;
+                Ok(group)
+            },
+        )
+        .method_raw("AskConnection", |ctx, args| async move {
+            let parts = exactly("AskConnection", &args, 3)?;
+            let connection_id: String = parts[0].deserialize()?;
+            let method: String = parts[1].deserialize()?;
+            let answer = ctx
+                .invoke_connection(&connection_id, &method, vec![parts[2].clone()])
+                .await?;
+            Ok(Some(answer))
         })
         .action("Fail", |_ctx, (message,): (String,)| async move {
             Err(HubError::new(message))

@@ -350,24 +350,80 @@ impl HubContext {
         }
     }
 
-    /// Calls `method(args…)` on every connection; returns how many were reached.
-    pub fn send_to_all(&self, method: &str, args: &[Payload]) -> usize {
-        self.shared.send_to_all(method, args)
+    /// Calls `method(args…)` on every connection. Returns how many connections were reached,
+    /// or with a Redis backplane how many instances.
+    pub async fn send_to_all(&self, method: &str, args: &[Payload]) -> HubResult<usize> {
+        self.shared.send_to_all(method, args).await
     }
 
-    /// Calls `method(args…)` on every member of `group`.
-    pub fn send_to_group(&self, group: &str, method: &str, args: &[Payload]) -> usize {
-        self.shared.send_to_group(group, method, args)
+    /// Calls `method(args…)` on every member of `group`, on every instance.
+    pub async fn send_to_group(
+        &self,
+        group: &str,
+        method: &str,
+        args: &[Payload],
+    ) -> HubResult<usize> {
+        self.shared.send_to_group(group, method, args).await
+    }
+
+    /// Calls `method(args…)` on the connection `connection_id`, on whichever instance holds it.
+    pub async fn send_to_connection(
+        &self,
+        connection_id: &str,
+        method: &str,
+        args: &[Payload],
+    ) -> HubResult<usize> {
+        self.shared
+            .send_to_connection(connection_id, method, args)
+            .await
+    }
+
+    /// Calls `method(args…)` on every connection of `user` (`ServerConfig::users`).
+    pub async fn send_to_user(
+        &self,
+        user: &str,
+        method: &str,
+        args: &[Payload],
+    ) -> HubResult<usize> {
+        self.shared.send_to_user(user, method, args).await
     }
 
     /// Adds the caller to `group`.
-    pub fn join_group(&self, group: &str) {
-        self.shared.join_group(group, &self.connection_id);
+    pub async fn join_group(&self, group: &str) {
+        self.shared.join_group(group, &self.connection_id).await;
     }
 
     /// Removes the caller from `group`.
-    pub fn leave_group(&self, group: &str) {
-        self.shared.leave_group(group, &self.connection_id);
+    pub async fn leave_group(&self, group: &str) {
+        self.shared.leave_group(group, &self.connection_id).await;
+    }
+
+    /// Adds any connection to `group` (`join`) or removes it; one on another instance through
+    /// the backplane, waiting for that instance's ack (an error after the backplane timeout).
+    pub async fn change_group(
+        &self,
+        join: bool,
+        group: &str,
+        connection_id: &str,
+    ) -> HubResult<()> {
+        self.shared.change_group(join, group, connection_id).await
+    }
+
+    /// Invokes `method(args…)` on the connection `connection_id`, on whichever instance holds
+    /// it, and waits for its result (in the caller's format).
+    pub async fn invoke_connection(
+        &self,
+        connection_id: &str,
+        method: &str,
+        args: Vec<Payload>,
+    ) -> HubResult<Payload> {
+        let answer = self
+            .shared
+            .ask_connection(connection_id, method, args)
+            .await?;
+        Ok(crate::backplane::convert(self.format, &[answer])?
+            .pop()
+            .unwrap_or_else(|| Payload::null(self.format)))
     }
 
     /// Invokes `method(args…)` on the caller and waits for its result (a client result).

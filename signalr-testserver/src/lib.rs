@@ -21,6 +21,7 @@
 //! The binary `signalr-testserver` takes the same settings as flags (`--help`) and prints
 //! `listening on http://127.0.0.1:PORT/hub` as its first line.
 
+pub mod backplane;
 mod config;
 pub mod contract;
 mod http;
@@ -140,6 +141,18 @@ impl TestServer {
         let path = config.hub_path.trim_end_matches('/').to_owned();
         let url = format!("{scheme}://{local_addr}{path}");
         let shared = Arc::new(Shared::new(config, hub, script));
+        if let Some(redis) = &shared.config.redis {
+            let backplane = backplane::Backplane::connect(
+                redis,
+                &shared.config.hub_name,
+                &shared.config.server_name,
+                shared.config.backplane_timeout,
+                shared.config.max_message_size,
+                Arc::downgrade(&shared),
+            )
+            .await?;
+            let _ = shared.backplane.set(backplane);
+        }
         let app = http::router(Arc::clone(&shared));
         let (stop, stopped) = oneshot::channel::<()>();
         let listener = tls::Listener::new(listener, tls);

@@ -97,6 +97,16 @@ struct Args {
     /// requests on it (polls, sends, event-stream connects, WebSocket resumes) get 401.
     #[arg(long)]
     token_lifetime_ms: Option<u64>,
+    /// Share the hub with every instance on this Redis (redis://HOST:PORT), in ASP.NET Core's
+    /// backplane format. Exits with status 1 when Redis cannot be reached at start.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// The hub's name on the backplane (ASP.NET Core: the hub class's full name).
+    #[arg(long, default_value = "SignalRTestServer.TestHub")]
+    hub_name: String,
+    /// How long a group change or client result for another instance's connection waits.
+    #[arg(long, default_value_t = 30_000)]
+    backplane_timeout_ms: u64,
     /// Serve https/wss with this certificate chain (PEM, leaf first).
     #[arg(
         long,
@@ -177,6 +187,9 @@ fn config(args: &Args) -> Result<ServerConfig, String> {
     if let Some(name) = &args.server_name {
         config.server_name.clone_from(name);
     }
+    config.redis.clone_from(&args.redis);
+    config.hub_name.clone_from(&args.hub_name);
+    config.backplane_timeout = ms(args.backplane_timeout_ms);
     config.tls = tls(args)?;
     Ok(config)
 }
@@ -229,12 +242,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = Args::parse();
     let config = config(&args)?;
-    let server = TestServer::start_with(
+    let server = match TestServer::start_with(
         SocketAddr::new(args.host, args.port),
         config,
         contract_hub(),
     )
-    .await?;
+    .await
+    {
+        Ok(server) => server,
+        Err(e) => {
+            // A clear line and status 1 (an unreachable Redis, a port in use), no hang.
+            eprintln!("signalr-testserver: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "listening on {}", server.url())?;

@@ -2,7 +2,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, MutexGuard, PoisonError, atomic::AtomicBool},
+    sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, atomic::AtomicBool},
     time::Duration,
 };
 
@@ -12,8 +12,10 @@ use signalr_protocol::{Payload, TransportKind};
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
+    backplane::{Backplane, Target},
     config::ServerConfig,
     hub::Hub,
+    hub::HubError,
     script::ScriptedConnection,
     session::{self, Command, Control},
 };
@@ -149,6 +151,7 @@ impl ConnEntry {
 struct SessionHandle {
     commands: mpsc::Sender<Command>,
     control: mpsc::UnboundedSender<Control>,
+    user: Option<Arc<str>>,
 }
 
 /// Server-wide state.
@@ -168,6 +171,8 @@ pub(crate) struct Shared {
     stopping: AtomicBool,
     /// The most bytes any connection's replay buffer has held unacknowledged.
     replay_high_water: std::sync::atomic::AtomicUsize,
+    /// The Redis backplane, with `ServerConfig::redis`.
+    pub(crate) backplane: OnceLock<Arc<Backplane>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -200,6 +205,7 @@ impl Shared {
             lingering: Mutex::default(),
             stopping: AtomicBool::new(false),
             replay_high_water: std::sync::atomic::AtomicUsize::new(0),
+            backplane: OnceLock::new(),
         }
     }
 
@@ -238,7 +244,7 @@ impl Shared {
                 active: false,
                 last_change: crate::now(),
             }),
-            user,
+            user: user.clone(),
             resumes: Mutex::new((f64::from(self.config.resume_burst), crate::now())),
             expires: self.config.token_lifetime.map(|life| crate::now() + life),
             early: Mutex::new(Vec::new()),
@@ -251,6 +257,7 @@ impl Shared {
             SessionHandle {
                 commands: commands_tx.clone(),
                 control: control_tx,
+                user,
             },
         );
         let channels = session::Channels {
@@ -299,11 +306,39 @@ impl Shared {
             }
         }
         lock(&self.sessions).remove(&entry.connection_id);
-        let mut groups = lock(&self.groups);
-        groups.retain(|_, members| {
-            members.remove(&entry.connection_id);
+        let mut emptied = Vec::new();
+        lock(&self.groups).retain(|group, members| {
+            if members.remove(&entry.connection_id) && members.is_empty() {
+                emptied.push(group.clone());
+            }
             !members.is_empty()
         });
+        if let Some(bp) = self.backplane.get() {
+            let bp = Arc::clone(bp);
+            let id = Arc::clone(&entry.connection_id);
+            let user = entry.user.clone();
+            tokio::spawn(async move {
+                bp.unsubscribe(bp.channels.connection(&id)).await;
+                if let Some(user) = user {
+                    bp.unsubscribe(bp.channels.user(&user)).await;
+                }
+                for group in emptied {
+                    bp.unsubscribe(bp.channels.group(&group)).await;
+                }
+            });
+        }
+    }
+
+    /// A connection completed its handshake: with a backplane, its connection and user
+    /// channels are subscribed before it can be reached (ASP.NET Core's `OnConnectedAsync`).
+    pub(crate) async fn on_connected(&self, entry: &ConnEntry) {
+        if let Some(bp) = self.backplane.get() {
+            bp.subscribe(bp.channels.connection(&entry.connection_id))
+                .await;
+            if let Some(user) = &entry.user {
+                bp.subscribe(bp.channels.user(user)).await;
+            }
+        }
     }
 
     /// Forgets an ended long-polling connection's token once a poll has read its end (204).
@@ -371,30 +406,237 @@ impl Shared {
         reached
     }
 
-    pub(crate) fn send_to_all(&self, method: &str, args: &[Payload]) -> usize {
+    fn local_send_to_all(&self, method: &str, args: &[Payload]) -> usize {
         let handles = self.handles(None);
         Self::call_all(&handles, method, args);
         handles.len()
     }
 
-    pub(crate) fn send_to_group(&self, group: &str, method: &str, args: &[Payload]) -> usize {
-        let members = lock(&self.groups).get(group).cloned().unwrap_or_default();
-        Self::call_all(&self.handles(Some(&members)), method, args)
+    /// Calls `method(args…)` on every connection: the local ones (their count), or through
+    /// the backplane (the number of instances reached).
+    pub(crate) async fn send_to_all(
+        &self,
+        method: &str,
+        args: &[Payload],
+    ) -> Result<usize, HubError> {
+        match self.backplane.get() {
+            Some(bp) => reached(bp.send(&bp.channels.all(), method, args, Vec::new()).await),
+            None => Ok(self.local_send_to_all(method, args)),
+        }
     }
 
-    pub(crate) fn join_group(&self, group: &str, connection_id: &Arc<str>) {
-        lock(&self.groups)
-            .entry(group.to_owned())
-            .or_default()
-            .insert(Arc::clone(connection_id));
+    pub(crate) async fn send_to_group(
+        &self,
+        group: &str,
+        method: &str,
+        args: &[Payload],
+    ) -> Result<usize, HubError> {
+        if let Some(bp) = self.backplane.get() {
+            reached(
+                bp.send(&bp.channels.group(group), method, args, Vec::new())
+                    .await,
+            )
+        } else {
+            let members = lock(&self.groups).get(group).cloned().unwrap_or_default();
+            Ok(Self::call_all(&self.handles(Some(&members)), method, args))
+        }
     }
 
-    pub(crate) fn leave_group(&self, group: &str, connection_id: &str) {
-        let mut groups = lock(&self.groups);
-        if let Some(members) = groups.get_mut(group) {
-            members.remove(connection_id);
-            if members.is_empty() {
+    /// Calls `method(args…)` on one connection, on this instance or (backplane) another.
+    pub(crate) async fn send_to_connection(
+        &self,
+        connection_id: &str,
+        method: &str,
+        args: &[Payload],
+    ) -> Result<usize, HubError> {
+        if let Some(bp) = self.backplane.get() {
+            reached(
+                bp.send(
+                    &bp.channels.connection(connection_id),
+                    method,
+                    args,
+                    Vec::new(),
+                )
+                .await,
+            )
+        } else {
+            let ids = HashSet::from([Arc::<str>::from(connection_id)]);
+            Ok(Self::call_all(&self.handles(Some(&ids)), method, args))
+        }
+    }
+
+    /// Calls `method(args…)` on every connection of `user`.
+    pub(crate) async fn send_to_user(
+        &self,
+        user: &str,
+        method: &str,
+        args: &[Payload],
+    ) -> Result<usize, HubError> {
+        if let Some(bp) = self.backplane.get() {
+            reached(
+                bp.send(&bp.channels.user(user), method, args, Vec::new())
+                    .await,
+            )
+        } else {
+            let handles: Vec<SessionHandle> = lock(&self.sessions)
+                .values()
+                .filter(|h| h.user.as_deref() == Some(user))
+                .cloned()
+                .collect();
+            Ok(Self::call_all(&handles, method, args))
+        }
+    }
+
+    /// Whether this instance holds `connection_id`.
+    pub(crate) fn is_local(&self, connection_id: &str) -> bool {
+        lock(&self.sessions).contains_key(connection_id)
+    }
+
+    /// Adds a local connection to `group` (with a backplane, subscribing to the group's
+    /// channel when it is the first local member).
+    pub(crate) async fn join_group(&self, group: &str, connection_id: &Arc<str>) {
+        if !self.is_local(connection_id) {
+            return;
+        }
+        let first = {
+            let mut groups = lock(&self.groups);
+            let members = groups.entry(group.to_owned()).or_default();
+            members.insert(Arc::clone(connection_id)) && members.len() == 1
+        };
+        if first {
+            if let Some(bp) = self.backplane.get() {
+                bp.subscribe(bp.channels.group(group)).await;
+            }
+        }
+    }
+
+    pub(crate) async fn leave_group(&self, group: &str, connection_id: &str) {
+        let emptied = {
+            let mut groups = lock(&self.groups);
+            let emptied = groups
+                .get_mut(group)
+                .is_some_and(|members| members.remove(connection_id) && members.is_empty());
+            if emptied {
                 groups.remove(group);
+            }
+            emptied
+        };
+        if emptied {
+            if let Some(bp) = self.backplane.get() {
+                bp.unsubscribe(bp.channels.group(group)).await;
+            }
+        }
+    }
+
+    /// Adds any connection to `group` or removes it: a local one here, one on another
+    /// instance through the backplane's group command and its ack. Without a backplane, an
+    /// unknown connection is ignored, as ASP.NET Core's default lifetime manager does.
+    pub(crate) async fn change_group(
+        &self,
+        join: bool,
+        group: &str,
+        connection_id: &str,
+    ) -> Result<(), HubError> {
+        if self.is_local(connection_id) {
+            let id: Arc<str> = connection_id.into();
+            if join {
+                self.join_group(group, &id).await;
+            } else {
+                self.leave_group(group, connection_id).await;
+            }
+            return Ok(());
+        }
+        match self.backplane.get() {
+            Some(bp) => {
+                let action = if join {
+                    crate::backplane::wire::GroupAction::Add
+                } else {
+                    crate::backplane::wire::GroupAction::Remove
+                };
+                bp.group_command(action, group, connection_id).await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Asks any connection for a client result: a local one through its session, one on
+    /// another instance through the backplane.
+    pub(crate) async fn ask_connection(
+        &self,
+        connection_id: &str,
+        method: &str,
+        args: Vec<Payload>,
+    ) -> Result<Payload, HubError> {
+        let local = lock(&self.sessions).get(connection_id).cloned();
+        if let Some(handle) = local {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            handle
+                .commands
+                .send(Command::InvokeClient {
+                    target: method.into(),
+                    args,
+                    reply,
+                })
+                .await
+                .map_err(|_| {
+                    HubError::new(format!("Connection '{connection_id}' disconnected."))
+                })?;
+            return answer.await.map_err(|_| {
+                HubError::new(format!("Connection '{connection_id}' disconnected."))
+            })?;
+        }
+        match self.backplane.get() {
+            Some(bp) => bp.ask(connection_id, method, &args).await,
+            None => Err(HubError::new(format!(
+                "Connection '{connection_id}' does not exist."
+            ))),
+        }
+    }
+
+    /// Hands an invocation that came through the backplane to the local connections it is for.
+    pub(crate) fn deliver(
+        &self,
+        target: Target<'_>,
+        excluded: &[String],
+        messages: &[(String, Bytes)],
+        ask: Option<&(String, String)>,
+    ) {
+        let handles: Vec<(Arc<str>, SessionHandle)> = {
+            let sessions = lock(&self.sessions);
+            match target {
+                Target::All => sessions
+                    .iter()
+                    .map(|(id, h)| (Arc::clone(id), h.clone()))
+                    .collect(),
+                Target::Group(group) => lock(&self.groups)
+                    .get(group)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| sessions.get(id).map(|h| (Arc::clone(id), h.clone())))
+                    .collect(),
+                Target::Connection(id) => sessions
+                    .get_key_value(id)
+                    .map(|(id, h)| (Arc::clone(id), h.clone()))
+                    .into_iter()
+                    .collect(),
+                Target::User(user) => sessions
+                    .iter()
+                    .filter(|(_, h)| h.user.as_deref() == Some(user))
+                    .map(|(id, h)| (Arc::clone(id), h.clone()))
+                    .collect(),
+            }
+        };
+        let messages: Arc<[(String, Bytes)]> = messages.into();
+        for (id, handle) in handles {
+            if excluded.iter().any(|e| **e == *id) {
+                continue;
+            }
+            let command = Command::Backplane {
+                messages: Arc::clone(&messages),
+                ask: ask.cloned(),
+            };
+            if let Err(e) = handle.commands.try_send(command) {
+                tracing::warn!(connection_id = %id, "message from the backplane dropped: {e}");
             }
         }
     }
@@ -428,6 +670,9 @@ impl Shared {
     /// Ends every connection at once, stateful ones too (the server stops).
     pub(crate) fn shutdown_all(&self) -> usize {
         self.stop_timers();
+        if let Some(bp) = self.backplane.get() {
+            bp.stop();
+        }
         self.control(None, || Control::Shutdown)
     }
 
@@ -444,4 +689,9 @@ impl Shared {
     pub(crate) fn refusing(&self) -> bool {
         lock(&self.refuse_until).is_some_and(|until| crate::now() < until)
     }
+}
+
+/// A backplane send's outcome as a count of instances reached.
+fn reached(published: Result<i64, HubError>) -> Result<usize, HubError> {
+    published.map(|n| usize::try_from(n).unwrap_or(0))
 }

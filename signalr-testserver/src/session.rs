@@ -58,6 +58,12 @@ pub(crate) enum Command {
         error: Option<String>,
         allow_reconnect: bool,
     },
+    /// An invocation from another instance, serialized in every protocol it had; with `ask`,
+    /// a client-result request whose answer goes to `(invocation id, return channel)`.
+    Backplane {
+        messages: Arc<[(String, Bytes)]>,
+        ask: Option<(String, String)>,
+    },
 }
 
 /// Out-of-band events, never queued behind data.
@@ -125,6 +131,8 @@ struct Session {
     last_sent: Instant,
     last_received: Instant,
     pending_calls: HashMap<String, oneshot::Sender<HubResult<Payload>>>,
+    /// Client-result requests from other instances: invocation id → return channel.
+    remote_calls: HashMap<String, String>,
     next_call_id: u64,
     /// Invocations in progress by id; the handle aborts a stream's task (sequential hub methods
     /// share the worker, so theirs is `None`).
@@ -172,6 +180,7 @@ impl Session {
             last_sent: now,
             last_received: now,
             pending_calls: HashMap::new(),
+            remote_calls: HashMap::new(),
             next_call_id: 0,
             running: HashMap::new(),
             unary_worker: None,
@@ -290,6 +299,11 @@ impl Session {
         }
         self.uploads.clear();
         self.pending_calls.clear();
+        // Another instance waits for these: tell it, as ASP.NET Core's target server does.
+        for (id, channel) in std::mem::take(&mut self.remote_calls) {
+            let error = Completion::error(id, "Connection disconnected.");
+            self.forward_completion(channel, &HubMessage::Completion(error));
+        }
         let last = match exit {
             Exit::Error(detail) => {
                 if self.protocol.is_some() && self.attached {
@@ -566,6 +580,7 @@ impl Session {
         let leftover = std::mem::take(&mut self.handshake);
         self.decoder = Some(MessageDecoder::with_buffer(Arc::clone(&protocol), leftover));
         self.protocol = Some(protocol);
+        self.shared.on_connected(&self.entry).await;
         if let Some(hook) = self.shared.hub.connected_handler() {
             // Awaited, so that what it sends precedes the answers to the client's first calls.
             let ctx = self.context(Vec::new());
@@ -701,7 +716,9 @@ impl Session {
     }
 
     async fn on_completion(&mut self, m: Completion) {
-        if let Some(reply) = self.pending_calls.remove(&m.invocation_id) {
+        if let Some(channel) = self.remote_calls.remove(&m.invocation_id) {
+            self.forward_completion(channel, &HubMessage::Completion(m));
+        } else if let Some(reply) = self.pending_calls.remove(&m.invocation_id) {
             let answer = match m.result {
                 CompletionResult::Value(v) => Ok(v),
                 CompletionResult::Void => Ok(Payload::null(self.format())),
@@ -973,7 +990,53 @@ impl Session {
                     .await?;
                 Err(Exit::Closed)
             }
+            Command::Backplane { messages, ask } => {
+                let Some(name) = self.protocol.as_ref().map(HubProtocol::name) else {
+                    return Ok(());
+                };
+                let Some((_, bytes)) = messages.iter().find(|(n, _)| n == name) else {
+                    // ASP.NET Core aborts a connection whose protocol another server did not
+                    // serialize ("…did not have the requested protocol available").
+                    return Err(Exit::Aborted(
+                        "a backplane message lacks this connection's protocol",
+                    ));
+                };
+                if let Some((id, channel)) = ask {
+                    self.remote_calls.insert(id, channel);
+                }
+                self.write_framed(bytes.clone()).await
+            }
         }
+    }
+
+    /// Publishes a Completion for another instance's client-result request, in this
+    /// connection's protocol.
+    fn forward_completion(&self, channel: String, message: &HubMessage) {
+        let (Some(bp), Some(protocol)) = (self.shared.backplane.get(), self.protocol.as_ref())
+        else {
+            return;
+        };
+        let mut buf = BytesMut::new();
+        if let Err(e) = protocol.encode(message, &mut buf) {
+            warn!(error = %e, "could not encode a client result for another instance");
+            return;
+        }
+        let (bp, name) = (Arc::clone(bp), protocol.name());
+        tokio::spawn(async move { bp.forward_completion(&channel, name, buf.freeze()).await });
+    }
+
+    /// Writes one message already serialized in this connection's protocol (an Invocation,
+    /// so trackable under stateful reconnect).
+    async fn write_framed(&mut self, bytes: Bytes) -> Result<(), Exit> {
+        let start = self.out.len();
+        self.out.extend_from_slice(&bytes);
+        if self.stateful.is_some() {
+            self.tracked.push(start..self.out.len());
+        }
+        if self.batching {
+            return Ok(());
+        }
+        self.flush().await
     }
 
     /// Builds an argument list in this connection's format, converting payloads from another
