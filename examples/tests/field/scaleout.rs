@@ -135,6 +135,10 @@ async fn direct(port: u16) -> HubConnection {
 }
 
 #[tokio::test]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "reads the clock to report the failover time, asserts nothing on it"
+)]
 async fn a_killed_instance_fails_over_to_the_survivor_and_groups_are_rejoined() {
     let dir = tempfile::tempdir().unwrap();
     let Some(mut cluster) = Cluster::start(dir.path(), &[]).await else {
