@@ -95,7 +95,11 @@ async fn connect(url: &str) -> Ws {
 
 /// Reads until `SINGLES` `l` and `BROADCASTS` `b` calls arrived; their latencies in µs
 /// against `base`, apart. Counts each delivery in `delivered`.
-async fn receive(mut ws: Ws, base: Instant, delivered: Arc<AtomicUsize>) -> (Vec<u64>, Vec<u64>) {
+async fn receive(
+    mut ws: Ws,
+    base: Instant,
+    delivered: Arc<(AtomicUsize, tokio::sync::Notify)>,
+) -> (Vec<u64>, Vec<u64>) {
     let (mut single, mut burst) = (Vec::with_capacity(SINGLES), Vec::with_capacity(BROADCASTS));
     while single.len() < SINGLES || burst.len() < BROADCASTS {
         let Some(Ok(Message::Text(text))) = ws.next().await else {
@@ -113,7 +117,10 @@ async fn receive(mut ws: Ws, base: Instant, delivered: Arc<AtomicUsize>) -> (Vec
                 Some("b") => burst.push(latency),
                 _ => continue,
             }
-            delivered.fetch_add(1, Ordering::Relaxed);
+            // Every 1,000th delivery wakes the sender waiting for a broadcast to be everywhere.
+            if (delivered.0.fetch_add(1, Ordering::AcqRel) + 1) % CONNECTIONS == 0 {
+                delivered.1.notify_waiters();
+            }
         }
     }
     (single, burst)
@@ -146,16 +153,21 @@ async fn round(urls: &[String]) -> Figures {
     }
     let mut sender = connect(&urls[0]).await;
     let base = Instant::now();
-    let delivered = Arc::new(AtomicUsize::new(0));
+    let delivered = Arc::new((AtomicUsize::new(0), tokio::sync::Notify::new()));
     let receivers: Vec<_> = clients
         .into_iter()
         .map(|ws| tokio::spawn(receive(ws, base, Arc::clone(&delivered))))
         .collect();
     // One at a time: the latency of a broadcast to everyone, nothing queued before it.
     for i in 0..SINGLES {
+        let everywhere = delivered.1.notified();
+        tokio::pin!(everywhere);
+        everywhere.as_mut().enable();
         sender.send(broadcast("l", i, base)).await.unwrap();
-        while delivered.load(Ordering::Relaxed) < (i + 1) * CONNECTIONS {
-            tokio::task::yield_now().await;
+        while delivered.0.load(Ordering::Acquire) < (i + 1) * CONNECTIONS {
+            everywhere.as_mut().await;
+            everywhere.set(delivered.1.notified());
+            everywhere.as_mut().enable();
         }
     }
     // Back to back: the delivery rate.

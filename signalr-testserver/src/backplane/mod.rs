@@ -252,24 +252,30 @@ impl Backplane {
     /// Publishes `payload` (`PUBLISH`); the number of subscribers that received it. While Redis is away
     /// the message is lost (logged), as it is for ASP.NET Core.
     pub(crate) async fn publish(&self, channel: &str, payload: Vec<u8>) -> Result<i64, HubError> {
-        let mut publisher = self.publisher.lock().await;
-        if publisher.is_none() {
-            *publisher = Self::open_publisher(&self.client).await.ok();
-        }
-        let Some(connection) = publisher.as_mut() else {
+        // A clone of the multiplexed connection: publishes from different tasks go out
+        // pipelined, not one round trip at a time; one task's publishes keep their order.
+        let connection = {
+            let mut publisher = self.publisher.lock().await;
+            if publisher.is_none() {
+                *publisher = Self::open_publisher(&self.client).await.ok();
+            }
+            publisher.clone()
+        };
+        let Some(mut connection) = connection else {
             warn!(channel, "Redis is unreachable: a message was lost");
             return Err(HubError::new("the backplane (Redis) is unreachable"));
         };
         let sent: redis::RedisResult<i64> = redis::cmd("PUBLISH")
             .arg(channel)
             .arg(payload)
-            .query_async(connection)
+            .query_async(&mut connection)
             .await;
         match sent {
             Ok(receivers) => Ok(receivers),
             Err(e) => {
-                *publisher = None;
                 warn!(channel, error = %e, "PUBLISH failed: a message was lost");
+                // The next publish opens a new connection.
+                *self.publisher.lock().await = None;
                 Err(HubError::new("the backplane (Redis) is unreachable"))
             }
         }
