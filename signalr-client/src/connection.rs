@@ -13,6 +13,7 @@ use signalr_protocol::{HubProtocol, PayloadFormat};
 use signalr_reconnect::{KeepAliveConfig, RetryPolicy};
 use signalr_transport::{HttpOptions, header::HeaderMap};
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument as _;
 
 use crate::{
     args::IntoArguments,
@@ -343,7 +344,17 @@ impl HubConnection {
                 Arc::clone(&self.inner.shared),
                 rx,
             );
-            tokio::spawn(driver.run(started_tx));
+            // The connection's span (see the crate docs, "Tracing"): its id, transport and
+            // whether it is stateful are recorded once known, again after each reconnect.
+            let span = tracing::info_span!(
+                "signalr.connection",
+                rpc.system = "signalr",
+                signalr.protocol = self.inner.config.protocol.name(),
+                signalr.connection_id = tracing::field::Empty,
+                signalr.transport = tracing::field::Empty,
+                signalr.stateful = tracing::field::Empty,
+            );
+            tokio::spawn(driver.run(started_tx).instrument(span));
             *commands = Some(tx);
             started_rx
         };
@@ -545,10 +556,37 @@ impl HubConnection {
         method: &str,
         args: impl IntoArguments,
     ) -> Result<T> {
+        let id = self.next_id();
+        let span = tracing::info_span!(
+            "signalr.invoke",
+            rpc.system = "signalr",
+            rpc.method = method,
+            signalr.invocation_id = id.as_str(),
+            signalr.outcome = tracing::field::Empty,
+            signalr.duration_us = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return self.invoke_inner(id, method, args).await;
+        }
+        let started = crate::rt::now();
+        let result = self
+            .invoke_inner(id, method, args)
+            .instrument(span.clone())
+            .await;
+        record_outcome(&span, &result, started);
+        result
+    }
+
+    async fn invoke_inner<T: DeserializeOwned + 'static>(
+        &self,
+        id: String,
+        method: &str,
+        args: impl IntoArguments,
+    ) -> Result<T> {
         let (reply, result) = oneshot::channel();
         let (arguments, uploads) = self.encode(method, args)?;
         let command = Command::Invoke {
-            id: self.next_id(),
+            id,
             target: method.to_owned(),
             arguments,
             stream_ids: uploads.iter().map(|(id, _)| id.clone()).collect(),
@@ -588,6 +626,23 @@ impl HubConnection {
     /// as they fit the command queue; past it, callers wait for room and may go out in any
     /// order.
     pub async fn send(&self, method: &str, args: impl IntoArguments) -> Result<()> {
+        let span = tracing::info_span!(
+            "signalr.send",
+            rpc.system = "signalr",
+            rpc.method = method,
+            signalr.outcome = tracing::field::Empty,
+            signalr.duration_us = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return self.send_inner(method, args).await;
+        }
+        let started = crate::rt::now();
+        let result = self.send_inner(method, args).instrument(span.clone()).await;
+        record_outcome(&span, &result, started);
+        result
+    }
+
+    async fn send_inner(&self, method: &str, args: impl IntoArguments) -> Result<()> {
         let (arguments, uploads) = self.encode(method, args)?;
         let target = method.to_owned();
         let size = driver::send_size(&target, &arguments);
@@ -674,7 +729,17 @@ impl HubConnection {
             .await
             .map_err(|()| Self::ended())?;
         let pumps = self.pump(&commands, uploads);
+        let span = tracing::info_span!(
+            "signalr.stream",
+            rpc.system = "signalr",
+            rpc.method = method,
+            signalr.invocation_id = id.as_str(),
+            signalr.outcome = tracing::field::Empty,
+            signalr.items = tracing::field::Empty,
+            signalr.duration_us = tracing::field::Empty,
+        );
         Ok(HubStream {
+            span: crate::stream::StreamSpan::new(span),
             id,
             method: method.to_owned(),
             items,
@@ -893,4 +958,24 @@ impl Drop for AbortOnDrop {
             task.abort();
         }
     }
+}
+
+/// Records how a call ended on its span: `ok`, or the error's kind.
+fn record_outcome<T>(span: &tracing::Span, result: &Result<T>, started: std::time::Instant) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(HubError::Invocation { .. }) => "hub_error",
+        Err(HubError::Payload { .. }) => "payload_error",
+        Err(_) => "connection_error",
+    };
+    span.record("signalr.outcome", outcome);
+    span.record(
+        "signalr.duration_us",
+        u64::try_from(
+            crate::rt::now()
+                .saturating_duration_since(started)
+                .as_micros(),
+        )
+        .unwrap_or(u64::MAX),
+    );
 }

@@ -554,6 +554,14 @@ impl Driver {
         );
         self.shared.set_connection_id(session.connection_id.clone());
         self.shared.set_state(HubConnectionState::Connected);
+        // The driver runs in the connection's span.
+        let span = tracing::Span::current();
+        span.record(
+            "signalr.connection_id",
+            session.connection_id.as_deref().unwrap_or(""),
+        );
+        span.record("signalr.transport", session.transport.kind().as_str());
+        span.record("signalr.stateful", session.stateful.is_some());
     }
 
     /// The connection is closed for good: `reason` is what `on_close` gets (`None` after a
@@ -592,6 +600,11 @@ impl Driver {
         let mut attempts = 0;
         loop {
             let ReconnectDecision::RetryAt(at) = decision else {
+                info!(
+                    signalr.attempts = attempts,
+                    signalr.reason = format!("{last:#}"),
+                    "reconnect gave up"
+                );
                 // Said once: why it gave up, with the last attempt's error as the cause.
                 let elapsed = reconnect
                     .outage()
@@ -603,6 +616,14 @@ impl Driver {
                     last,
                 })));
             };
+            info!(
+                signalr.attempt = attempts + 1,
+                signalr.delay_ms =
+                    u64::try_from(at.saturating_duration_since(rt::now()).as_millis())
+                        .unwrap_or(u64::MAX),
+                signalr.reason = format!("{last:#}"),
+                "reconnect attempt scheduled"
+            );
             // Wait for the delay; calls made meanwhile wait in the outbox.
             match self.wait_until(at, HubConnectionState::Reconnecting).await {
                 Ok(()) => {}
@@ -818,7 +839,13 @@ impl Driver {
                                 return Exit::Lost(e);
                             }
                         }
-                        Some(KeepAliveEvent::ServerTimedOut) => return Exit::Lost(HubError::ServerTimeout),
+                        Some(KeepAliveEvent::ServerTimedOut) => {
+                            warn!(
+                                signalr.server_timeout_ms = u64::try_from(self.config.keep_alive.server_timeout.as_millis()).unwrap_or(u64::MAX),
+                                "server timeout: nothing received from the server"
+                            );
+                            return Exit::Lost(HubError::ServerTimeout);
+                        }
                         _ => {}
                     }
                 }
@@ -1165,6 +1192,11 @@ impl Driver {
                 ),
             },
             HubMessage::Close(close) => {
+                info!(
+                    signalr.close_error = close.error.as_deref(),
+                    signalr.allow_reconnect = close.allow_reconnect,
+                    "close received"
+                );
                 return Err(HubError::ServerClosed {
                     error: close.error,
                     allow_reconnect: close.allow_reconnect,

@@ -76,6 +76,28 @@
 //! Tokens, cookie values and proxy credentials never appear: URLs are logged with their
 //! `access_token` redacted, header values never. Message payloads are not logged.
 //!
+//! # Tracing
+//!
+//! Spans, all at `info`, with field names after OpenTelemetry's RPC conventions where there is
+//! one (`rpc.system = "signalr"`, `rpc.method`); a span nobody listens to costs a check and
+//! no clock read:
+//!
+//! | span | fields | lives |
+//! |---|---|---|
+//! | `signalr.connection` | `rpc.system`, `signalr.protocol` (`json`, `messagepack`), `signalr.connection_id`, `signalr.transport` (`WebSockets`, `ServerSentEvents`, `LongPolling`), `signalr.stateful` (the last three recorded when connected, again after each reconnect) | from `start` until the connection closes; the driver's events are in it |
+//! | `signalr.invoke` | `rpc.system`, `rpc.method`, `signalr.invocation_id`, `signalr.outcome`, `signalr.duration_us` | one `invoke`, a child of the caller's span |
+//! | `signalr.send` | `rpc.system`, `rpc.method`, `signalr.outcome`, `signalr.duration_us` | one `send` (until it is queued or written, as `send` returns) |
+//! | `signalr.stream` | `rpc.system`, `rpc.method`, `signalr.invocation_id`, `signalr.outcome`, `signalr.items`, `signalr.duration_us` | a stream, until it is dropped |
+//!
+//! `signalr.outcome` is `ok`, `hub_error` (the hub method failed), `payload_error` (an argument,
+//! result or item did not bind), `connection_error` (lost, stopped, not connected) or, for a
+//! stream dropped before its end, `cancelled`. Events in the connection span: `reconnect
+//! attempt scheduled` (`signalr.attempt`, `signalr.delay_ms`, `signalr.reason`), `reconnect gave
+//! up` (`signalr.attempts`, `signalr.reason`), `server timeout: nothing received from the server`
+//! (`signalr.server_timeout_ms`, `warn`) and `close received` (`signalr.close_error`,
+//! `signalr.allow_reconnect`). Reasons are errors with their causes (`{:#}`), which carry no
+//! credentials.
+//!
 //! # Cancel safety
 //!
 //! Dropping an `invoke` future abandons its result (the call may still run on the server) and

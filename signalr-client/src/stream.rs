@@ -25,6 +25,7 @@ use crate::{
 /// dropping every [`HubConnection`](crate::HubConnection) until its streams are dropped too.
 #[must_use = "a stream does nothing unless polled; dropping it cancels the call"]
 pub struct HubStream<T> {
+    pub(crate) span: StreamSpan,
     pub(crate) id: String,
     pub(crate) method: String,
     pub(crate) items: mpsc::Receiver<Result<Payload>>,
@@ -53,9 +54,13 @@ impl<T: DeserializeOwned> Stream for HubStream<T> {
         }
         match self.items.poll_recv(cx) {
             Poll::Ready(Some(Ok(payload))) => match payload.deserialize::<T>() {
-                Ok(item) => Poll::Ready(Some(Ok(item))),
+                Ok(item) => {
+                    self.span.items += 1;
+                    Poll::Ready(Some(Ok(item)))
+                }
                 Err(source) => {
                     // The stream ends with the error: the rest could not bind either.
+                    self.span.outcome = "payload_error";
                     self.cancel();
                     Poll::Ready(Some(Err(HubError::Payload {
                         method: self.method.clone(),
@@ -66,10 +71,16 @@ impl<T: DeserializeOwned> Stream for HubStream<T> {
             },
             Poll::Ready(Some(Err(e))) => {
                 self.done = true;
+                self.span.outcome = if matches!(e, HubError::Invocation { .. }) {
+                    "hub_error"
+                } else {
+                    "connection_error"
+                };
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 self.done = true;
+                self.span.outcome = "ok";
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -94,6 +105,46 @@ impl<T> Drop for HubStream<T> {
         self.cancel();
         for pump in &self.pumps {
             pump.abort();
+        }
+    }
+}
+
+/// A stream's `signalr.stream` span: closed, with its outcome (`cancelled` when dropped before
+/// its end), item count and duration, when the stream is dropped.
+pub(crate) struct StreamSpan {
+    span: tracing::Span,
+    started: Option<std::time::Instant>,
+    items: u64,
+    outcome: &'static str,
+}
+
+impl StreamSpan {
+    pub(crate) fn new(span: tracing::Span) -> Self {
+        // No clock read when nobody listens.
+        let started = (!span.is_disabled()).then(crate::rt::now);
+        Self {
+            span,
+            started,
+            items: 0,
+            outcome: "cancelled",
+        }
+    }
+}
+
+impl Drop for StreamSpan {
+    fn drop(&mut self) {
+        if let Some(started) = self.started {
+            self.span.record("signalr.outcome", self.outcome);
+            self.span.record("signalr.items", self.items);
+            self.span.record(
+                "signalr.duration_us",
+                u64::try_from(
+                    crate::rt::now()
+                        .saturating_duration_since(started)
+                        .as_micros(),
+                )
+                .unwrap_or(u64::MAX),
+            );
         }
     }
 }

@@ -153,6 +153,9 @@ pub fn contract_hub() -> Hub {
         .method("GetServerName", |ctx, (): ()| async move {
             Ok(ctx.server_name().to_owned())
         })
+        .method("GetInvocationHeaders", |ctx, (): ()| async move {
+            Ok(ctx.headers().clone())
+        })
         .method("Sequence", |ctx, (count,): (i32,)| async move {
             for i in 0..count {
                 ctx.send_args_to_caller("seq", (i,)).await?;

@@ -281,6 +281,8 @@ pub struct HubContext {
     pub(crate) shared: Arc<Shared>,
     /// The invocation's client-to-server streams; `None` when it has none (no allocation).
     pub(crate) uploads: Option<Arc<std::sync::Mutex<Vec<Option<UploadStream>>>>>,
+    /// The invocation's `headers`; `None` when it had none (no allocation).
+    pub(crate) headers: Option<Arc<signalr_protocol::Headers>>,
 }
 
 impl fmt::Debug for HubContext {
@@ -300,6 +302,13 @@ impl HubContext {
     /// The name of the server instance ([`ServerConfig::server_name`](crate::ServerConfig)).
     pub fn server_name(&self) -> &str {
         &self.shared.config.server_name
+    }
+
+    /// The `headers` of the invocation being served (empty when it had none, and in an
+    /// `on_connected` hook): where a client puts trace context (`traceparent`, `tracestate`).
+    pub fn headers(&self) -> &signalr_protocol::Headers {
+        static EMPTY: signalr_protocol::Headers = signalr_protocol::Headers::new();
+        self.headers.as_deref().unwrap_or(&EMPTY)
     }
 
     /// The caller's payload format, for building payloads it can read.

@@ -598,6 +598,7 @@ impl Session {
             caller: self.commands_tx.clone(),
             shared: Arc::clone(&self.shared),
             uploads: (!uploads.is_empty()).then(|| Arc::new(std::sync::Mutex::new(uploads))),
+            headers: None,
         }
     }
 
@@ -621,8 +622,16 @@ impl Session {
         self.check_ids(&message)?;
         match message {
             HubMessage::Invocation(m) => {
-                self.dispatch(m.invocation_id, m.target, m.arguments, m.stream_ids, false)
-                    .await
+                let headers = m.headers;
+                self.dispatch(
+                    m.invocation_id,
+                    m.target,
+                    m.arguments,
+                    m.stream_ids,
+                    false,
+                    headers,
+                )
+                .await
             }
             HubMessage::StreamInvocation(m) => {
                 self.dispatch(
@@ -631,6 +640,7 @@ impl Session {
                     m.arguments,
                     m.stream_ids,
                     true,
+                    m.headers,
                 )
                 .await
             }
@@ -744,6 +754,7 @@ impl Session {
         args: Arguments,
         stream_ids: Vec<String>,
         streaming: bool,
+        headers: signalr_protocol::Headers,
     ) -> Result<(), Exit> {
         let handler = self.shared.hub.handler(&target).cloned();
         let error = match (&handler, streaming) {
@@ -773,7 +784,10 @@ impl Session {
             self.uploads.insert(stream_id, tx);
             uploads.push(Some(UploadStream::new(self.format(), rx)));
         }
-        let ctx = self.context(uploads);
+        let mut ctx = self.context(uploads);
+        if !headers.is_empty() {
+            ctx.headers = Some(Arc::new(headers));
+        }
         let out = self.commands_tx.clone();
         let task_id = id.clone();
         let task = match handler {

@@ -166,3 +166,75 @@ async fn a_malformed_message_closes_with_aspnet_words() {
         "{detailed}"
     );
 }
+
+/// `GetInvocationHeaders` answers the `headers` the invocation carried, here trace context as
+/// the .NET client writes it. The frames are the official JS encoders' bytes for
+/// `{type: 1, invocationId: "1", target: "GetInvocationHeaders", arguments: [], streamIds: [],
+/// headers: {traceparent, tracestate}}` (`@microsoft/signalr` and
+/// `@microsoft/signalr-protocol-msgpack` 10.0.11); `signalr-protocol` encodes the MessagePack
+/// one to the same bytes.
+#[tokio::test]
+async fn invocation_headers_arrive_as_sent_in_both_protocols() {
+    use signalr_protocol::{
+        Arguments, HubProtocol, Invocation, MessagePackHubProtocol, PayloadFormat,
+    };
+    const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let json = format!(
+        "{{\"type\":1,\"invocationId\":\"1\",\"target\":\"GetInvocationHeaders\",\"arguments\":[],\"streamIds\":[],\"headers\":{{\"traceparent\":\"{TRACEPARENT}\",\"tracestate\":\"congo=t61rcWkgMzE\"}}}}\u{1e}"
+    );
+    let msgpack_hex = "7e960182ab7472616365706172656e74d93730302d30616637363531393136636434336464383434386562323131633830333139632d623761643662373136393230333333312d3031aa74726163657374617465b1636f6e676f3d7436317263576b674d7a45a131b4476574496e766f636174696f6e486561646572739090";
+    let msgpack: Vec<u8> = (0..msgpack_hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&msgpack_hex[i..i + 2], 16).unwrap())
+        .collect();
+    let headers = signalr_protocol::Headers::from([
+        ("traceparent".to_owned(), TRACEPARENT.to_owned()),
+        ("tracestate".to_owned(), "congo=t61rcWkgMzE".to_owned()),
+    ]);
+    let ours = Invocation::new(
+        "1",
+        "GetInvocationHeaders",
+        Arguments::from_values(PayloadFormat::MessagePack, &()).unwrap(),
+    )
+    .with_headers(headers.clone());
+    let mut encoded = BytesMut::new();
+    MessagePackHubProtocol::new()
+        .encode(&HubMessage::Invocation(ours), &mut encoded)
+        .unwrap();
+    assert_eq!(encoded.as_ref(), msgpack.as_slice());
+
+    let s = server(|_| {}).await;
+    for (protocol, frame) in [
+        ("json", Message::text(json)),
+        ("messagepack", Message::binary(msgpack)),
+    ] {
+        let mut ws = WsClient::connect(s.url(), protocol, 1).await;
+        ws.ws.send(frame).await.unwrap();
+        let answer = loop {
+            if let HubMessage::Completion(c) = ws.recv_non_ping().await.unwrap() {
+                break c;
+            }
+        };
+        let signalr_protocol::CompletionResult::Value(map) = answer.result else {
+            panic!("{protocol}: {answer:?}")
+        };
+        let got: signalr_protocol::Headers = map.deserialize().unwrap();
+        assert_eq!(got, headers, "{protocol}");
+        // Without headers: an empty map.
+        ws.invoke("2", "GetInvocationHeaders", &serde_json::json!([]))
+            .await;
+        let empty = loop {
+            if let HubMessage::Completion(c) = ws.recv_non_ping().await.unwrap() {
+                break c;
+            }
+        };
+        let signalr_protocol::CompletionResult::Value(map) = empty.result else {
+            panic!("{protocol}")
+        };
+        assert!(
+            map.deserialize::<signalr_protocol::Headers>()
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
