@@ -969,13 +969,5 @@ fn record_outcome<T>(span: &tracing::Span, result: &Result<T>, started: std::tim
         Err(_) => "connection_error",
     };
     span.record("signalr.outcome", outcome);
-    span.record(
-        "signalr.duration_us",
-        u64::try_from(
-            crate::rt::now()
-                .saturating_duration_since(started)
-                .as_micros(),
-        )
-        .unwrap_or(u64::MAX),
-    );
+    span.record("signalr.duration_us", crate::rt::micros_since(started));
 }

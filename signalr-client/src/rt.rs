@@ -5,3 +5,8 @@
 pub(crate) fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
+
+/// Microseconds since `started`, for a span's `signalr.duration_us`.
+pub(crate) fn micros_since(started: std::time::Instant) -> u64 {
+    u64::try_from(now().saturating_duration_since(started).as_micros()).unwrap_or(u64::MAX)
+}

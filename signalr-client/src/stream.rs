@@ -136,15 +136,8 @@ impl Drop for StreamSpan {
         if let Some(started) = self.started {
             self.span.record("signalr.outcome", self.outcome);
             self.span.record("signalr.items", self.items);
-            self.span.record(
-                "signalr.duration_us",
-                u64::try_from(
-                    crate::rt::now()
-                        .saturating_duration_since(started)
-                        .as_micros(),
-                )
-                .unwrap_or(u64::MAX),
-            );
+            self.span
+                .record("signalr.duration_us", crate::rt::micros_since(started));
         }
     }
 }

@@ -430,7 +430,7 @@ impl HubContext {
             .shared
             .ask_connection(connection_id, method, args)
             .await?;
-        Ok(crate::backplane::convert(self.format, &[answer])?
+        Ok(convert(self.format, &[answer])?
             .pop()
             .unwrap_or_else(|| Payload::null(self.format)))
     }
@@ -469,4 +469,18 @@ impl HubContext {
     pub fn blackhole_caller(&self, duration: Duration) {
         self.shared.blackhole(&self.connection_id, duration);
     }
+}
+
+/// Converts payloads to `format`, through JSON values for those in the other format.
+pub(crate) fn convert(format: PayloadFormat, args: &[Payload]) -> Result<Vec<Payload>, HubError> {
+    args.iter()
+        .map(|p| {
+            if p.format() == format {
+                Ok(p.clone())
+            } else {
+                let value: serde_json::Value = p.deserialize()?;
+                Ok(Payload::from_value(format, &value)?)
+            }
+        })
+        .collect()
 }

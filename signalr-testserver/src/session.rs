@@ -1061,17 +1061,7 @@ impl Session {
             // The usual case (a hub method of this connection): no conversion, no copy.
             return Ok(Arguments::from_payloads(format, args)?);
         }
-        let converted: Vec<Payload> = args
-            .iter()
-            .map(|p| {
-                if p.format() == format {
-                    Ok(p.clone())
-                } else {
-                    let value: serde_json::Value = p.deserialize()?;
-                    Ok(Payload::from_value(format, &value)?)
-                }
-            })
-            .collect::<HubResult<_>>()?;
+        let converted = crate::hub::convert(format, args)?;
         Ok(Arguments::from_payloads(format, &converted)?)
     }
 

@@ -57,20 +57,6 @@ fn format_of(name: &str) -> PayloadFormat {
     }
 }
 
-/// Converts `args` to `format` (through JSON values when they are in the other one).
-pub(crate) fn convert(format: PayloadFormat, args: &[Payload]) -> Result<Vec<Payload>, HubError> {
-    args.iter()
-        .map(|p| {
-            if p.format() == format {
-                Ok(p.clone())
-            } else {
-                let value: serde_json::Value = p.deserialize()?;
-                Ok(Payload::from_value(format, &value)?)
-            }
-        })
-        .collect()
-}
-
 /// A connected backplane.
 pub(crate) struct Backplane {
     client: redis::Client,
@@ -292,7 +278,7 @@ impl Backplane {
         let mut messages = Vec::with_capacity(PROTOCOLS.len());
         for name in PROTOCOLS {
             let format = format_of(name);
-            let arguments = Arguments::from_payloads(format, &convert(format, args)?)?;
+            let arguments = Arguments::from_payloads(format, &crate::hub::convert(format, args)?)?;
             let invocation = match id {
                 Some(id) => Invocation::new(id, target, arguments),
                 None => Invocation::non_blocking(target, arguments),
