@@ -3,7 +3,10 @@
 //!
 //! `cargo bench -p signalr-client --bench e2e` (7 interleaved rounds; `-- --quick` for 3 and
 //! smaller counts, under a minute once built; `-- --json PATH` also writes the results as JSON).
-//! `E2E_PROFILE=…` repeats one measurement for a profiler (see `run`).
+//! `E2E_PROFILE=…` repeats one measurement for a profiler (see `run`). `E2E_OBSERVE=1`, with the
+//! features `opentelemetry` and/or `metrics`, installs what records them (a `tracing` subscriber
+//! with an OpenTelemetry layer and SDK, a `metrics` recorder) before anything is built, for the
+//! overhead rows of BENCHMARKS.md.
 //!
 //! The test server runs in a child process (this binary with `--serve`), so that only the
 //! client's cost and memory are in this process. It runs on a current-thread runtime: one server
@@ -1098,8 +1101,36 @@ fn main() {
         .iter()
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1).cloned());
+    if std::env::var_os("E2E_OBSERVE").is_some() {
+        observe();
+    }
     let rt = runtime("E2E_CLIENT_RT", "multi");
     rt.block_on(run(sizes, json_path));
+}
+
+/// Records the client's spans and metrics as an application would: every span through an
+/// OpenTelemetry SDK (sampled, processed; no exporter, so no I/O is measured) and every metric
+/// into `metrics-util`'s in-memory recorder.
+fn observe() {
+    #[cfg(feature = "opentelemetry")]
+    {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::prelude::*;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let tracer = provider.tracer("e2e");
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(tracer))
+            .init();
+        std::mem::forget(provider);
+        eprintln!("E2E_OBSERVE: spans recorded through OpenTelemetry");
+    }
+    #[cfg(feature = "metrics")]
+    {
+        metrics_util::debugging::DebuggingRecorder::new()
+            .install()
+            .unwrap();
+        eprintln!("E2E_OBSERVE: metrics recorded");
+    }
 }
 
 /// The runtime the environment variable `var` names: `current` (one thread) or `multi` (two

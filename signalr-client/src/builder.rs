@@ -29,6 +29,7 @@ pub struct HubConnectionBuilder {
     stream_buffer: usize,
     stream_consumer_timeout: Duration,
     before_reconnect: Option<BeforeReconnect>,
+    trace: crate::trace::Propagation,
 }
 
 impl HubConnectionBuilder {
@@ -47,6 +48,7 @@ impl HubConnectionBuilder {
             stream_buffer: 256,
             stream_consumer_timeout: Duration::from_secs(5),
             before_reconnect: None,
+            trace: crate::trace::Propagation::default(),
         }
     }
 
@@ -186,6 +188,37 @@ impl HubConnectionBuilder {
         hook: impl Fn(&mut ConnectTarget, &ReconnectAttempt<'_>) + Send + Sync + 'static,
     ) -> Self {
         self.before_reconnect = Some(BeforeReconnect(Arc::new(hook)));
+        self
+    }
+
+    /// Carries trace context in hub message headers with `propagator` (feature
+    /// `opentelemetry`), instead of W3C trace context (`traceparent`, `tracestate`: what the
+    /// .NET client and ASP.NET Core use by default). For example, a composite with
+    /// `opentelemetry_sdk::propagation::BaggagePropagator` to carry baggage too.
+    ///
+    /// ```
+    /// # fn run() -> Result<(), signalr_client::BuildError> {
+    /// use opentelemetry::propagation::TextMapCompositePropagator;
+    /// use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+    /// use signalr_client::HubConnectionBuilder;
+    ///
+    /// let both = TextMapCompositePropagator::new(vec![
+    ///     Box::new(TraceContextPropagator::new()),
+    ///     Box::new(BaggagePropagator::new()),
+    /// ]);
+    /// let conn = HubConnectionBuilder::new("http://localhost:5000/hub")
+    ///     .with_trace_propagator(both)
+    ///     .build()?;
+    /// # let _ = conn; Ok(()) }
+    /// ```
+    #[cfg(feature = "opentelemetry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+    #[must_use]
+    pub fn with_trace_propagator(
+        mut self,
+        propagator: impl opentelemetry::propagation::TextMapPropagator + Send + Sync + 'static,
+    ) -> Self {
+        self.trace = crate::trace::Propagation::with(propagator);
         self
     }
 
@@ -381,6 +414,7 @@ impl HubConnectionBuilder {
             stream_buffer: self.stream_buffer.max(1),
             stream_consumer_timeout: self.stream_consumer_timeout,
             before_reconnect: self.before_reconnect,
+            trace: self.trace,
         }))
     }
 }

@@ -9,7 +9,7 @@ use std::{
 };
 
 use serde::de::DeserializeOwned;
-use signalr_protocol::{HubProtocol, PayloadFormat};
+use signalr_protocol::{Headers, HubProtocol, PayloadFormat};
 use signalr_reconnect::{KeepAliveConfig, RetryPolicy};
 use signalr_transport::{HttpOptions, header::HeaderMap};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -75,6 +75,8 @@ pub(crate) struct Config {
     pub(crate) stream_consumer_timeout: std::time::Duration,
     /// Called before each reconnect attempt, to change where it goes.
     pub(crate) before_reconnect: Option<BeforeReconnect>,
+    /// How trace context goes into calls' headers and comes out of the server's.
+    pub(crate) trace: crate::trace::Propagation,
 }
 
 /// How a connection's attempts open their transport.
@@ -344,7 +346,7 @@ impl HubConnection {
                 Arc::clone(&self.inner.shared),
                 rx,
             );
-            // The connection's span (see the crate docs, "Tracing"): its id, transport and
+            // The connection's span (see the crate docs, "Tracing and metrics"): its id, transport and
             // whether it is stateful are recorded once known, again after each reconnect.
             let span = tracing::info_span!(
                 "signalr.connection",
@@ -559,21 +561,24 @@ impl HubConnection {
         let id = self.next_id();
         let span = tracing::info_span!(
             "signalr.invoke",
+            otel.kind = "client",
             rpc.system = "signalr",
             rpc.method = method,
             signalr.invocation_id = id.as_str(),
             signalr.outcome = tracing::field::Empty,
             signalr.duration_us = tracing::field::Empty,
         );
-        if span.is_disabled() {
-            return self.invoke_inner(id, method, args).await;
+        let headers = self.inner.config.trace.inject(&span);
+        if span.is_disabled() && !crate::meter::ENABLED {
+            return self.invoke_inner(id, method, headers, args).await;
         }
         let started = crate::rt::now();
         let result = self
-            .invoke_inner(id, method, args)
+            .invoke_inner(id, method, headers, args)
             .instrument(span.clone())
             .await;
-        record_outcome(&span, &result, started);
+        let outcome = record_outcome(&span, &result, started);
+        crate::meter::invocation(method, outcome, crate::rt::now() - started);
         result
     }
 
@@ -581,6 +586,7 @@ impl HubConnection {
         &self,
         id: String,
         method: &str,
+        headers: Headers,
         args: impl IntoArguments,
     ) -> Result<T> {
         let (reply, result) = oneshot::channel();
@@ -588,6 +594,7 @@ impl HubConnection {
         let command = Command::Invoke {
             id,
             target: method.to_owned(),
+            headers,
             arguments,
             stream_ids: uploads.iter().map(|(id, _)| id.clone()).collect(),
             reply,
@@ -628,27 +635,38 @@ impl HubConnection {
     pub async fn send(&self, method: &str, args: impl IntoArguments) -> Result<()> {
         let span = tracing::info_span!(
             "signalr.send",
+            otel.kind = "client",
             rpc.system = "signalr",
             rpc.method = method,
             signalr.outcome = tracing::field::Empty,
             signalr.duration_us = tracing::field::Empty,
         );
+        let headers = self.inner.config.trace.inject(&span);
         if span.is_disabled() {
-            return self.send_inner(method, args).await;
+            return self.send_inner(method, headers, args).await;
         }
         let started = crate::rt::now();
-        let result = self.send_inner(method, args).instrument(span.clone()).await;
+        let result = self
+            .send_inner(method, headers, args)
+            .instrument(span.clone())
+            .await;
         record_outcome(&span, &result, started);
         result
     }
 
-    async fn send_inner(&self, method: &str, args: impl IntoArguments) -> Result<()> {
+    async fn send_inner(
+        &self,
+        method: &str,
+        headers: Headers,
+        args: impl IntoArguments,
+    ) -> Result<()> {
         let (arguments, uploads) = self.encode(method, args)?;
         let target = method.to_owned();
         let size = driver::send_size(&target, &arguments);
         let stream_ids = uploads.iter().map(|(id, _)| id.clone()).collect();
         let mut command = Box::new(Command::Send {
             target,
+            headers,
             arguments,
             stream_ids,
             reply: None,
@@ -718,9 +736,20 @@ impl HubConnection {
         // One slot more than the buffer: the last is kept for the stream's end.
         let (items_tx, items) = mpsc::channel(self.inner.config.stream_buffer + 1);
         let id = self.next_id();
+        let span = tracing::info_span!(
+            "signalr.stream",
+            otel.kind = "client",
+            rpc.system = "signalr",
+            rpc.method = method,
+            signalr.invocation_id = id.as_str(),
+            signalr.outcome = tracing::field::Empty,
+            signalr.items = tracing::field::Empty,
+            signalr.duration_us = tracing::field::Empty,
+        );
         let command = Command::Stream {
             id: id.clone(),
             target: method.to_owned(),
+            headers: self.inner.config.trace.inject(&span),
             arguments,
             stream_ids: uploads.iter().map(|(id, _)| id.clone()).collect(),
             items: items_tx,
@@ -729,15 +758,6 @@ impl HubConnection {
             .await
             .map_err(|()| Self::ended())?;
         let pumps = self.pump(&commands, uploads);
-        let span = tracing::info_span!(
-            "signalr.stream",
-            rpc.system = "signalr",
-            rpc.method = method,
-            signalr.invocation_id = id.as_str(),
-            signalr.outcome = tracing::field::Empty,
-            signalr.items = tracing::field::Empty,
-            signalr.duration_us = tracing::field::Empty,
-        );
         Ok(HubStream {
             span: crate::stream::StreamSpan::new(span),
             id,
@@ -961,7 +981,12 @@ impl Drop for AbortOnDrop {
 }
 
 /// Records how a call ended on its span: `ok`, or the error's kind.
-fn record_outcome<T>(span: &tracing::Span, result: &Result<T>, started: std::time::Instant) {
+/// Records a call's outcome and duration in its span; the outcome, for its metrics.
+fn record_outcome<T>(
+    span: &tracing::Span,
+    result: &Result<T>,
+    started: std::time::Instant,
+) -> &'static str {
     let outcome = match result {
         Ok(_) => "ok",
         Err(HubError::Invocation { .. }) => "hub_error",
@@ -970,4 +995,5 @@ fn record_outcome<T>(span: &tracing::Span, result: &Result<T>, started: std::tim
     };
     span.record("signalr.outcome", outcome);
     span.record("signalr.duration_us", crate::rt::micros_since(started));
+    outcome
 }

@@ -14,7 +14,8 @@ use bytes::BytesMut;
 use signalr_protocol::stateful::MessageBuffer;
 use signalr_protocol::{
     Arguments, CancelInvocation, Close, CompletionResult, HandshakeRequest, HandshakeResponse,
-    HubMessage, HubProtocol, Invocation, MessageDecoder, Payload, StreamInvocation, TransportKind,
+    Headers, HubMessage, HubProtocol, Invocation, MessageDecoder, Payload, StreamInvocation,
+    TransportKind,
 };
 use signalr_reconnect::{
     KeepAlive, KeepAliveEvent, Reason, Reconnect, ReconnectDecision, ReconnectEvent,
@@ -31,6 +32,7 @@ use crate::{
     connection::{Config, Opener, Reservation, Shared},
     error::{HubError, Result},
     handlers::{self, Dispatch},
+    meter::{CloseReason, Meters},
     rt,
     target::ReconnectAttempt,
 };
@@ -40,6 +42,8 @@ pub(crate) enum Command {
     Invoke {
         id: String,
         target: String,
+        /// Its trace context (feature `opentelemetry`), else empty.
+        headers: Headers,
         arguments: Arguments,
         /// Ids of client-to-server streams that are arguments of this call.
         stream_ids: Vec<String>,
@@ -47,6 +51,7 @@ pub(crate) enum Command {
     },
     Send {
         target: String,
+        headers: Headers,
         arguments: Arguments,
         /// Ids of client-to-server streams that are arguments of this call.
         stream_ids: Vec<String>,
@@ -58,6 +63,7 @@ pub(crate) enum Command {
     Stream {
         id: String,
         target: String,
+        headers: Headers,
         arguments: Arguments,
         /// Ids of client-to-server streams that are arguments of this call.
         stream_ids: Vec<String>,
@@ -223,6 +229,7 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
     let (answer_tx, answers) = mpsc::unbounded_channel();
     let handlers = tokio::spawn(handlers::run(
         Arc::clone(&shared.handlers),
+        config.trace.clone(),
         protocol.payload_format(),
         incoming,
         answer_tx,
@@ -257,6 +264,8 @@ pub(crate) struct Driver {
     pending: HashMap<String, Pending>,
     /// Calls made while reconnecting, sent in order once connected again.
     outbox: VecDeque<Command>,
+    /// Its metrics (feature `metrics`; empty without).
+    meters: Meters,
 }
 
 impl Drop for Driver {
@@ -273,6 +282,7 @@ impl Driver {
         commands: mpsc::Receiver<Box<Command>>,
     ) -> Self {
         Self {
+            meters: Meters::new(config.protocol.name()),
             config,
             shared,
             commands,
@@ -299,6 +309,7 @@ impl Driver {
             }
         };
         self.connected(&session);
+        self.meters.started(session.transport.kind());
         let _ = started.send(Ok(()));
         loop {
             let exit = self.serve(&mut session).await;
@@ -315,11 +326,15 @@ impl Driver {
                     return;
                 }
                 Exit::Lost(error) => {
+                    let lost_at = rt::now();
                     let _ = session.transport.close().await;
                     let mut error = error;
                     if resumable(&error) && session.stateful.is_some() {
                         match self.resume(&mut session).await {
-                            Ok(()) => continue,
+                            Ok(()) => {
+                                self.meters.resumed(rt::now() - lost_at);
+                                continue;
+                            }
                             Err(Some(exit)) => {
                                 // Stopped or abandoned during the resume.
                                 self.finish(exit);
@@ -452,11 +467,13 @@ impl Driver {
                 self.outbox.push_back(command);
             }
             command => {
+                self.meters.outbox_rejected();
                 let capacity = self.config.outbox_capacity;
                 let error = || HubError::OutboxFull { capacity };
                 note_unsent(usize::from(refuse(command, error)), &error());
             }
         }
+        self.meters.outbox_depth(self.outbox.len());
     }
 
     /// Resumes a stateful connection on a new WebSocket: no negotiate, no handshake; Sequence and
@@ -578,6 +595,12 @@ impl Driver {
             unsent += usize::from(refuse(*command, || failure(&pending_error)));
         }
         note_unsent(unsent, &pending_error);
+        self.meters.closed(match reason.as_deref() {
+            None => CloseReason::Stopped,
+            Some(HubError::ReconnectFailed { .. }) => CloseReason::GaveUp,
+            Some(HubError::ServerClosed { .. }) => CloseReason::ByServer,
+            Some(_) => CloseReason::Lost,
+        });
         self.shared.set_connection_id(None);
         self.shared.closed(reason);
     }
@@ -655,6 +678,9 @@ impl Driver {
             attempts += 1;
             match self.connect_or_stop(HubConnectionState::Reconnecting).await {
                 Ok(session) => {
+                    let outage = reconnect.outage().map(|o| o.elapsed(rt::now()));
+                    self.meters
+                        .reconnect_attempt(Some(outage.unwrap_or_default()));
                     reconnect.on_connected();
                     self.connected(&session);
                     self.shared
@@ -662,6 +688,7 @@ impl Driver {
                     return Ok(session);
                 }
                 Err(Exit::Lost(e)) => {
+                    self.meters.reconnect_attempt(None);
                     debug!(error = format!("{e:#}"), "reconnect attempt failed");
                     last = Arc::new(e);
                     decision = reconnect.on_attempt_failed(rt::now(), Arc::clone(&last) as Reason);
@@ -722,6 +749,7 @@ impl Driver {
         for command in self.outbox.drain(..) {
             unsent += usize::from(refuse(command, make));
         }
+        self.meters.outbox_depth(0);
         note_unsent(unsent, error);
     }
 
@@ -735,9 +763,13 @@ impl Driver {
             .encode(&HubMessage::Close(Close::default()), &mut buf)
             .is_ok()
         {
-            let _ =
+            let bytes = buf.len();
+            let sent =
                 tokio::time::timeout(Duration::from_secs(1), session.transport.send(buf.freeze()))
                     .await;
+            if matches!(sent, Ok(Ok(()))) {
+                self.meters.sent(1, bytes);
+            }
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), session.transport.close()).await;
     }
@@ -814,6 +846,7 @@ impl Driver {
                 chunk = session.transport.recv() => match chunk {
                     Some(Ok(bytes)) => {
                         session.keep_alive.on_message_received(rt::now());
+                        self.meters.received_bytes(bytes.len());
                         session.decoder.push(&bytes);
                         if let Err(e) = self.drain_messages(session).await {
                             return Exit::Lost(e);
@@ -868,6 +901,7 @@ impl Driver {
             room = room.saturating_sub(command.size_hint());
             batch.push(command);
         }
+        self.meters.outbox_depth(self.outbox.len());
         batch
     }
 
@@ -914,13 +948,15 @@ impl Driver {
                 Command::Invoke {
                     id,
                     target,
+                    headers,
                     arguments,
                     stream_ids,
                     reply,
                 } => {
                     self.pending.insert(id.clone(), Pending::Invoke(reply));
-                    let invocation =
-                        Invocation::new(id, target, arguments).with_stream_ids(stream_ids);
+                    let invocation = Invocation::new(id, target, arguments)
+                        .with_stream_ids(stream_ids)
+                        .with_headers(headers);
                     messages.push(HubMessage::Invocation(invocation));
                 }
                 Command::UploadItem { id, item } => {
@@ -937,13 +973,16 @@ impl Driver {
                 }
                 Command::Send {
                     target,
+                    headers,
                     arguments,
                     stream_ids,
                     reply,
                     reservation,
                 } => {
                     messages.push(HubMessage::Invocation(
-                        Invocation::non_blocking(target, arguments).with_stream_ids(stream_ids),
+                        Invocation::non_blocking(target, arguments)
+                            .with_stream_ids(stream_ids)
+                            .with_headers(headers),
                     ));
                     done_sends += usize::from(reply.is_none());
                     sent_replies.extend(reply);
@@ -952,14 +991,16 @@ impl Driver {
                 Command::Stream {
                     id,
                     target,
+                    headers,
                     arguments,
                     stream_ids,
                     items,
                 } => {
                     self.pending.insert(id.clone(), Pending::Stream(items));
-                    messages.push(HubMessage::StreamInvocation(
-                        StreamInvocation::new(id, target, arguments).with_stream_ids(stream_ids),
-                    ));
+                    let mut invocation =
+                        StreamInvocation::new(id, target, arguments).with_stream_ids(stream_ids);
+                    invocation.headers = headers;
+                    messages.push(HubMessage::StreamInvocation(invocation));
                 }
                 Command::Cancel { id } => {
                     if self.pending.remove(&id).is_some() {
@@ -1039,8 +1080,10 @@ impl Driver {
                 buffer.on_sent(frames.slice(range));
             }
             self.shared.note_replay_bytes(buffer.buffered_bytes());
+            self.meters.replay_bytes(buffer.buffered_bytes());
             self.shared.set_send_room(buffer.room());
         }
+        let bytes = frames.len();
         // A write that cannot finish (a blackholed socket's full buffer, a POST nobody
         // answers) must not keep the loop from noticing the server's silence: it may take
         // until the server timeout, no longer.
@@ -1056,6 +1099,7 @@ impl Driver {
             },
         };
         sent.map_err(HubError::Transport)?;
+        self.meters.sent(messages.len(), bytes);
         session.keep_alive.on_message_sent(rt::now());
         Ok(())
     }
@@ -1146,6 +1190,7 @@ impl Driver {
         session: &mut Session,
         message: HubMessage,
     ) -> Result<Option<signalr_protocol::StreamItem>> {
+        self.meters.received_message();
         if let Some((buffer, _)) = &mut session.stateful {
             let kind = message.message_type();
             if kind.is_trackable() || matches!(message, HubMessage::Sequence(_)) {
@@ -1162,6 +1207,7 @@ impl Driver {
         match message {
             HubMessage::Invocation(m) => {
                 let dispatch = Dispatch {
+                    headers: m.headers,
                     target: m.target,
                     arguments: m.arguments,
                     invocation_id: m.invocation_id,
@@ -1205,6 +1251,7 @@ impl Driver {
             HubMessage::Ack(ack) => {
                 if let Some((buffer, _)) = &mut session.stateful {
                     buffer.on_ack(ack.sequence_id).map_err(HubError::Protocol)?;
+                    self.meters.replay_bytes(buffer.buffered_bytes());
                     self.shared.set_send_room(buffer.room());
                 }
             }

@@ -16,9 +16,10 @@ use futures_util::{FutureExt as _, future::BoxFuture};
 use serde::{Serialize, de::DeserializeOwned};
 use signalr_protocol::{Arguments, Completion, Payload, PayloadFormat, ProtocolError};
 use tokio::sync::mpsc;
-use tracing::warn;
+use tracing::{Instrument as _, warn};
 
 use crate::error::{HubError, PayloadPart};
+use crate::trace::Propagation;
 
 /// Why a server call's arguments did not reach a handler. Not part of the API: handlers report
 /// it through [`Handler`] and [`InvokeHandler`], and the client turns it into a [`HubError`].
@@ -418,6 +419,8 @@ impl Subscription {
 /// A server-to-client invocation waiting for its handlers.
 pub(crate) struct Dispatch {
     pub(crate) target: String,
+    /// The call's headers: its trace context, if the server sent one.
+    pub(crate) headers: signalr_protocol::Headers,
     pub(crate) arguments: Arguments,
     /// Present for client results: the answer goes back as a Completion.
     pub(crate) invocation_id: Option<String>,
@@ -427,6 +430,7 @@ pub(crate) struct Dispatch {
 /// handlers never delay pings or timeouts. Client-result answers go back on `answers`.
 pub(crate) async fn run(
     handlers: Arc<Handlers>,
+    trace: Propagation,
     format: PayloadFormat,
     mut incoming: mpsc::Receiver<Vec<Dispatch>>,
     answers: mpsc::UnboundedSender<Box<Completion>>,
@@ -435,7 +439,22 @@ pub(crate) async fn run(
     while let Some(batch) = incoming.recv().await {
         for d in batch {
             let found = lookup.get(&handlers, &d.target);
-            if !handle(&handlers, found, format, d, &answers).await {
+            // The call's span (crate docs, "Tracing and metrics"): a child of the server's trace context
+            // when the call carries one (feature `opentelemetry`), else a root, as ASP.NET
+            // Core's hub-method activities are (not under the long-lived connection).
+            let span = tracing::info_span!(
+                "signalr.handler",
+                otel.kind = "server",
+                rpc.system = "signalr",
+                rpc.method = d.target.as_str(),
+                signalr.invocation_id = d.invocation_id.as_deref(),
+                signalr.handlers = found.len(),
+            );
+            trace.set_parent(&span, &d.headers);
+            let handled = handle(&handlers, found, format, d, &answers)
+                .instrument(span)
+                .await;
+            if !handled {
                 return;
             }
         }
@@ -483,6 +502,7 @@ async fn handle(
         target,
         arguments,
         invocation_id,
+        ..
     } = d;
     if found.is_empty() {
         // The JavaScript client's warning, word for word.

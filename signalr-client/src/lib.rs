@@ -76,18 +76,19 @@
 //! Tokens, cookie values and proxy credentials never appear: URLs are logged with their
 //! `access_token` redacted, header values never. Message payloads are not logged.
 //!
-//! # Tracing
+//! # Tracing and metrics
 //!
 //! Spans, all at `info`, with field names after OpenTelemetry's RPC conventions where there is
-//! one (`rpc.system = "signalr"`, `rpc.method`); a span nobody listens to costs a check and
-//! no clock read:
+//! one (`rpc.system = "signalr"`, `rpc.method`, `otel.kind`); a span nobody listens to costs a
+//! check and no clock read:
 //!
 //! | span | fields | lives |
 //! |---|---|---|
 //! | `signalr.connection` | `rpc.system`, `signalr.protocol` (`json`, `messagepack`), `signalr.connection_id`, `signalr.transport` (`WebSockets`, `ServerSentEvents`, `LongPolling`), `signalr.stateful` (the last three recorded when connected, again after each reconnect) | from `start` until the connection closes; the driver's events are in it |
-//! | `signalr.invoke` | `rpc.system`, `rpc.method`, `signalr.invocation_id`, `signalr.outcome`, `signalr.duration_us` | one `invoke`, a child of the caller's span |
-//! | `signalr.send` | `rpc.system`, `rpc.method`, `signalr.outcome`, `signalr.duration_us` | one `send` (until it is queued or written, as `send` returns) |
-//! | `signalr.stream` | `rpc.system`, `rpc.method`, `signalr.invocation_id`, `signalr.outcome`, `signalr.items`, `signalr.duration_us` | a stream, until it is dropped |
+//! | `signalr.invoke` | `otel.kind = "client"`, `rpc.system`, `rpc.method`, `signalr.invocation_id`, `signalr.outcome`, `signalr.duration_us` | one `invoke`, a child of the caller's span |
+//! | `signalr.send` | `otel.kind = "client"`, `rpc.system`, `rpc.method`, `signalr.outcome`, `signalr.duration_us` | one `send` (until it is queued or written, as `send` returns) |
+//! | `signalr.stream` | `otel.kind = "client"`, `rpc.system`, `rpc.method`, `signalr.invocation_id`, `signalr.outcome`, `signalr.items`, `signalr.duration_us` | a stream, until it is dropped |
+//! | `signalr.handler` | `otel.kind = "server"`, `rpc.system`, `rpc.method` (the client method), `signalr.invocation_id` (client results), `signalr.handlers` (how many ran) | the handlers of one server call; a root span (as ASP.NET Core's hub-method activities are not under the connection), or the child of the trace context the call carries |
 //!
 //! `signalr.outcome` is `ok`, `hub_error` (the hub method failed), `payload_error` (an argument,
 //! result or item did not bind), `connection_error` (lost, stopped, not connected) or, for a
@@ -96,7 +97,39 @@
 //! up` (`signalr.attempts`, `signalr.reason`), `server timeout: nothing received from the server`
 //! (`signalr.server_timeout_ms`, `warn`) and `close received` (`signalr.close_error`,
 //! `signalr.allow_reconnect`). Reasons are errors with their causes (`{:#}`), which carry no
-//! credentials.
+//! credentials; no payload is ever in a span or an event.
+//!
+//! **Trace context across the hub** (feature `opentelemetry`). An `invoke`, `send` or `stream`
+//! made where an OpenTelemetry context is current (its span recorded by a
+//! `tracing_opentelemetry` layer, or a context attached through OpenTelemetry's own API)
+//! carries `traceparent` (the call span's id) and `tracestate` in its message headers, as the
+//! .NET client does since .NET 9, so that an ASP.NET Core server continues the trace (its
+//! hub-method activity takes them as its parent; so does the test server's
+//! `signalr.hub_method` span with its feature `opentelemetry`). A server call with such headers
+//! becomes the parent of its `signalr.handler` span. W3C trace context by default;
+//! `HubConnectionBuilder::with_trace_propagator` for another (baggage too, say). Without the
+//! feature no header is written.
+//!
+//! **Metrics** (feature `metrics`), through the [`metrics`](https://docs.rs/metrics) facade, so
+//! any exporter (Prometheus, OpenTelemetry, statsd) records them. Handles are registered when a
+//! connection is built and started: install the recorder first. Series are shared by all
+//! connections of the process.
+//!
+//! | name | kind, unit | labels | what |
+//! |---|---|---|---|
+//! | `signalr.client.connections.started` | counter | `transport`, `protocol` | a `start` that connected (reconnects are counted below) |
+//! | `signalr.client.connections.closed` | counter | `reason` (`stopped`, `server_closed`, `reconnect_gave_up`, `lost`), `protocol` | a connection closed for good |
+//! | `signalr.client.reconnect.attempts` | counter | `outcome` (`succeeded`, `failed`) | one reconnect attempt (not a stateful resume) |
+//! | `signalr.client.reconnect.duration` | histogram, seconds | `kind` (`reconnect`, `resume`) | from losing the connection to having it back |
+//! | `signalr.client.messages.sent`, `signalr.client.messages.received` | counter, messages | `protocol` | hub messages written (the handshake and replayed messages excluded) and decoded |
+//! | `signalr.client.bytes.sent`, `signalr.client.bytes.received` | counter, bytes | `protocol` | their encoded bytes (received: everything read after the handshake response) |
+//! | `signalr.client.invocation.duration` | histogram, seconds | `rpc.method`, `outcome` (as `signalr.outcome`) | one `invoke`, from the call to its result |
+//! | `signalr.client.outbox.depth` | gauge, calls | | calls held while reconnecting, summed over connections |
+//! | `signalr.client.outbox.rejected` | counter, calls | | calls refused by a full outbox (`HubError::OutboxFull`) |
+//! | `signalr.client.replay_buffer.bytes` | gauge, bytes | | unacknowledged bytes kept for stateful reconnect, summed over connections |
+//!
+//! The `observability` example exports the spans through `opentelemetry-stdout` and prints the
+//! metrics at the end.
 //!
 //! # Cancel safety
 //!
@@ -107,15 +140,19 @@
 //!
 //! The API is young (0.x) and may change between minor versions.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod args;
 mod builder;
 mod connection;
 mod driver;
 mod error;
 mod handlers;
+mod meter;
 mod rt;
 mod stream;
 mod target;
+mod trace;
 mod upload;
 
 pub use args::{Argument, IntoArguments};

@@ -31,6 +31,7 @@ mod registry;
 pub mod script;
 mod session;
 mod tls;
+mod trace;
 
 use std::{io, net::SocketAddr, sync::Arc, time::Duration};
 

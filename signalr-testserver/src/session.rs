@@ -602,6 +602,22 @@ impl Session {
         }
     }
 
+    /// A hub method's context and the span it runs in (continuing the caller's trace).
+    fn call_context(
+        &self,
+        uploads: Vec<Option<UploadStream>>,
+        target: &str,
+        id: Option<&str>,
+        headers: signalr_protocol::Headers,
+    ) -> (HubContext, tracing::Span) {
+        let span = crate::trace::hub_method_span(&self.config().hub_name, target, id, &headers);
+        let mut ctx = self.context(uploads);
+        if !headers.is_empty() {
+            ctx.headers = Some(Arc::new(headers));
+        }
+        (ctx, span)
+    }
+
     fn format(&self) -> PayloadFormat {
         self.protocol
             .as_ref()
@@ -784,16 +800,18 @@ impl Session {
             self.uploads.insert(stream_id, tx);
             uploads.push(Some(UploadStream::new(self.format(), rx)));
         }
-        let mut ctx = self.context(uploads);
-        if !headers.is_empty() {
-            ctx.headers = Some(Arc::new(headers));
-        }
+        let (ctx, span) = self.call_context(uploads, &target, id.as_deref(), headers);
         let out = self.commands_tx.clone();
         let task_id = id.clone();
         let task = match handler {
             Some(Handler::Unary(f)) => {
+                let call = f(ctx, args);
                 let job = UnaryJob {
-                    call: f(ctx, args),
+                    call: if span.is_disabled() {
+                        call
+                    } else {
+                        Box::pin(call.instrument(span))
+                    },
                     target,
                     id: task_id,
                 };
@@ -838,7 +856,7 @@ impl Session {
                     }
                     let _ = out.send(Command::Send(HubMessage::Completion(end))).await;
                 }
-                .in_current_span(),
+                .instrument(span),
             ),
             None => return Ok(()),
         };
