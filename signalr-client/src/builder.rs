@@ -30,6 +30,7 @@ pub struct HubConnectionBuilder {
     stream_consumer_timeout: Duration,
     before_reconnect: Option<BeforeReconnect>,
     trace: crate::trace::Propagation,
+    log_message_content: bool,
 }
 
 impl HubConnectionBuilder {
@@ -49,6 +50,7 @@ impl HubConnectionBuilder {
             stream_consumer_timeout: Duration::from_secs(5),
             before_reconnect: None,
             trace: crate::trace::Propagation::default(),
+            log_message_content: false,
         }
     }
 
@@ -374,6 +376,18 @@ impl HubConnectionBuilder {
         self
     }
 
+    /// Puts the content of every message sent and received in the client's `trace`-level
+    /// events (`data sent` / `data received`, field `signalr.content`: the text of JSON frames,
+    /// the bytes of MessagePack ones in hex), as the JavaScript client's `logMessageContent`.
+    /// Off by default: those events then carry only `signalr.bytes`, and no payload reaches
+    /// any log or span. Message content can hold whatever the application sends (personal
+    /// data, its own tokens): turn it on only where such logs may go.
+    #[must_use]
+    pub fn with_log_message_content(mut self, on: bool) -> Self {
+        self.log_message_content = on;
+        self
+    }
+
     /// Checks the settings and builds the connection (not yet started).
     pub fn build(self) -> Result<HubConnection, BuildError> {
         // With a connector the URL is only a label; without one it must be usable.
@@ -415,6 +429,7 @@ impl HubConnectionBuilder {
             stream_consumer_timeout: self.stream_consumer_timeout,
             before_reconnect: self.before_reconnect,
             trace: self.trace,
+            log_message_content: self.log_message_content,
         }))
     }
 }

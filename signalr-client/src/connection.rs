@@ -77,6 +77,8 @@ pub(crate) struct Config {
     pub(crate) before_reconnect: Option<BeforeReconnect>,
     /// How trace context goes into calls' headers and comes out of the server's.
     pub(crate) trace: crate::trace::Propagation,
+    /// Message content in the `trace` events (the JavaScript client's `logMessageContent`).
+    pub(crate) log_message_content: bool,
 }
 
 /// How a connection's attempts open their transport.

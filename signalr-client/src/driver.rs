@@ -15,7 +15,7 @@ use signalr_protocol::stateful::MessageBuffer;
 use signalr_protocol::{
     Arguments, CancelInvocation, Close, CompletionResult, HandshakeRequest, HandshakeResponse,
     Headers, HubMessage, HubProtocol, Invocation, MessageDecoder, Payload, StreamInvocation,
-    TransportKind,
+    TransferFormat, TransportKind,
 };
 use signalr_reconnect::{
     KeepAlive, KeepAliveEvent, Reason, Reconnect, ReconnectDecision, ReconnectEvent,
@@ -753,6 +753,31 @@ impl Driver {
         note_unsent(unsent, error);
     }
 
+    /// A `trace` event for `data` going out or coming in: its size, and its content only when
+    /// the user asked for it ([`with_log_message_content`](crate::HubConnectionBuilder::with_log_message_content)).
+    fn trace_data(&self, what: &'static str, data: &[u8]) {
+        if !tracing::enabled!(tracing::Level::TRACE) {
+            return;
+        }
+        if !self.config.log_message_content {
+            tracing::trace!(signalr.bytes = data.len(), "{what}");
+            return;
+        }
+        let content = match self.config.protocol.transfer_format() {
+            TransferFormat::Text => String::from_utf8_lossy(data).into_owned(),
+            _ => data.iter().fold(String::new(), |mut hex, b| {
+                use std::fmt::Write as _;
+                let _ = write!(hex, "{}{b:02x}", if hex.is_empty() { "" } else { " " });
+                hex
+            }),
+        };
+        tracing::trace!(
+            signalr.bytes = data.len(),
+            signalr.content = content,
+            "{what}"
+        );
+    }
+
     /// Sends Close (best effort) and closes the transport.
     async fn close_session(&mut self, session: &mut Session) {
         self.shared.set_state(HubConnectionState::Disconnecting);
@@ -847,6 +872,7 @@ impl Driver {
                     Some(Ok(bytes)) => {
                         session.keep_alive.on_message_received(rt::now());
                         self.meters.received_bytes(bytes.len());
+                        self.trace_data("data received", &bytes);
                         session.decoder.push(&bytes);
                         if let Err(e) = self.drain_messages(session).await {
                             return Exit::Lost(e);
@@ -1084,6 +1110,7 @@ impl Driver {
             self.shared.set_send_room(buffer.room());
         }
         let bytes = frames.len();
+        self.trace_data("data sent", &frames);
         // A write that cannot finish (a blackholed socket's full buffer, a POST nobody
         // answers) must not keep the loop from noticing the server's silence: it may take
         // until the server timeout, no longer.

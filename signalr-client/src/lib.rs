@@ -69,12 +69,17 @@
 //!   call with no handler ("No client method with the name 'x' found.", as the JavaScript
 //!   client), a server call that does not fit its handler, a handler that panicked, sends that
 //!   will not go out. `debug`: each reconnect and resume attempt, the outbox being sent, Acks.
+//!   `trace`: `data sent` and `data received` for every transport write and read
+//!   (`signalr.bytes`; with [`HubConnectionBuilder::with_log_message_content`], the JavaScript
+//!   client's `logMessageContent`, also `signalr.content`: the JSON text, or MessagePack bytes in
+//!   hex).
 //! - `signalr_transport` — `warn`: a transport that failed to start (the next is tried).
 //!   `debug`: negotiate requests and redirects, each transport opening, a WebSocket through a
 //!   proxy, cookies stored (counts only).
 //!
 //! Tokens, cookie values and proxy credentials never appear: URLs are logged with their
-//! `access_token` redacted, header values never. Message payloads are not logged.
+//! `access_token` redacted, header values never. Message payloads are not logged unless
+//! `with_log_message_content(true)` asks for them.
 //!
 //! # Tracing and metrics
 //!
