@@ -18,7 +18,8 @@ use signalr_protocol::{
     TransferFormat, TransportKind,
 };
 use signalr_reconnect::{
-    KeepAlive, KeepAliveEvent, Reason, Reconnect, ReconnectDecision, ReconnectEvent,
+    ExponentialBackoff, KeepAlive, KeepAliveEvent, Reason, Reconnect, ReconnectDecision,
+    ReconnectEvent, RetryContext, RetryPolicy as _,
 };
 use signalr_transport::{Negotiated, Transport};
 use tokio::{
@@ -30,7 +31,7 @@ use tracing::{debug, info, warn};
 use crate::{
     HubConnectionState,
     connection::{Config, Opener, Reservation, Shared},
-    error::{HubError, Result},
+    error::{HandshakeError, HubError, Result},
     handlers::{self, Dispatch},
     meter::{CloseReason, Meters},
     rt,
@@ -196,15 +197,13 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
                 Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
                 Some(Err(e)) => return Err(HubError::Transport(e)),
                 None => {
-                    return Err(HubError::Handshake(
-                        "the server closed the connection during the handshake".into(),
-                    ));
+                    return Err(HubError::Handshake(HandshakeError::Closed));
                 }
             }
             match HandshakeResponse::decode(&mut buf, protocol.max_message_size()) {
                 Ok(Some(r)) => return Ok(r),
                 Ok(None) => {}
-                Err(e) => return Err(HubError::Handshake(e.to_string())),
+                Err(e) => return Err(HubError::Handshake(HandshakeError::Malformed(e))),
             }
         }
     })
@@ -212,11 +211,13 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
     .map_err(|_| HubError::HandshakeTimeout)??;
     if let Some(error) = response.error {
         let _ = conn.transport.close().await;
-        return Err(HubError::Handshake(error));
+        return Err(HubError::Handshake(HandshakeError::Refused(error)));
     }
     let now = rt::now();
-    let mut keep_alive =
-        KeepAlive::new(config.keep_alive, now).map_err(|e| HubError::Handshake(e.to_string()))?;
+    // `HubConnectionBuilder::build` refused any keep-alive settings this could refuse, and they
+    // cannot change after: not a failure a connection can meet.
+    let mut keep_alive = KeepAlive::new(config.keep_alive, now)
+        .expect("keep-alive settings are checked by HubConnectionBuilder::build");
     keep_alive.on_handshake_completed(now);
     if conn.transport.kind() == TransportKind::LongPolling {
         // The poll cycle keeps long polling alive; the official clients neither ping nor time
@@ -488,8 +489,9 @@ impl Driver {
         // The server keeps the connection for its disconnect timeout (15 s by default): keep
         // trying within that, since a cut can land on the resume itself. A 4xx answer means the
         // server gave the connection up; then a new connection is the only way.
-        let deadline = rt::now() + RESUME_WINDOW;
-        let mut delay = Duration::ZERO;
+        let backoff = resume_backoff();
+        let began = rt::now();
+        let mut failures = 0;
         loop {
             // Boxed, as in `connect_or_stop`: the upgrade's future is large.
             let mut attempt = Box::pin(
@@ -520,12 +522,13 @@ impl Driver {
                 Err(e) => e,
             };
             debug!(error = %failure, "resume attempt failed");
-            delay = (delay * 2).clamp(Duration::from_millis(10), Duration::from_millis(500));
-            let at = rt::now() + delay;
-            if at >= deadline {
+            let now = rt::now();
+            let ctx = RetryContext::new(failures, now - began, &failure);
+            let Some(delay) = backoff.next_retry_delay(&ctx) else {
                 return Err(None);
-            }
-            self.wait_until(at, HubConnectionState::Reconnecting)
+            };
+            failures += 1;
+            self.wait_until(now + delay, HubConnectionState::Reconnecting)
                 .await
                 .map_err(Some)?;
         }
@@ -1196,9 +1199,9 @@ impl Driver {
             }
             Some(Pending::Invoke(_)) => {
                 if let Some(Pending::Invoke(reply)) = self.pending.remove(&item.invocation_id) {
-                    let e = signalr_protocol::ProtocolError::InvalidMessage {
+                    let e = signalr_protocol::ProtocolError::UnexpectedMessage {
                         message_type: "StreamItem",
-                        reason: "received a stream item for a non-streaming invocation".into(),
+                        reason: "a stream item for a non-streaming invocation".into(),
                     };
                     let _ = reply.send(Err(HubError::Protocol(e)));
                 }
@@ -1252,7 +1255,7 @@ impl Driver {
                         drop(items.try_send(Err(HubError::Invocation { message })));
                     }
                     CompletionResult::Value(_) => {
-                        let e = signalr_protocol::ProtocolError::InvalidMessage {
+                        let e = signalr_protocol::ProtocolError::UnexpectedMessage {
                             message_type: "Completion",
                             reason: "a stream completed with a result".into(),
                         };
@@ -1299,6 +1302,15 @@ impl Driver {
 /// How long a lost stateful connection is tried to be resumed before a new one is made: under
 /// the server's default disconnect timeout (15 s), after which it forgets the connection.
 const RESUME_WINDOW: Duration = Duration::from_secs(10);
+
+/// The delays between resume attempts (the first goes at once): 10 ms doubling to 500 ms, no
+/// jitter (one client resuming its own connection has nobody to spread out from), while the
+/// next attempt starts within [`RESUME_WINDOW`].
+fn resume_backoff() -> ExponentialBackoff {
+    ExponentialBackoff::new(Duration::from_millis(10))
+        .with_max_delay(Duration::from_millis(500))
+        .with_max_elapsed(RESUME_WINDOW)
+}
 
 /// How long after the first unacknowledged message an Ack goes out, as the official clients do.
 const ACK_DELAY: Duration = Duration::from_secs(1);
@@ -1383,4 +1395,38 @@ pub(crate) fn bind<T: serde::de::DeserializeOwned + 'static>(
         part: crate::error::PayloadPart::Result,
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use signalr_reconnect::{RetryContext, RetryPolicy as _};
+
+    use super::{RESUME_WINDOW, resume_backoff};
+
+    #[test]
+    fn resume_attempts_back_off_from_10_ms_to_500_ms_within_the_window() {
+        let backoff = resume_backoff();
+        let reason = std::io::Error::other("reset");
+        let ms = Duration::from_millis;
+        // Each attempt takes no time here: the delays alone.
+        let mut elapsed = Duration::ZERO;
+        let mut delays = Vec::new();
+        while let Some(d) = backoff.next_retry_delay(&RetryContext::new(
+            delays.len().try_into().unwrap(),
+            elapsed,
+            &reason,
+        )) {
+            delays.push(d);
+            elapsed += d;
+        }
+        assert_eq!(
+            delays[..7],
+            [ms(10), ms(20), ms(40), ms(80), ms(160), ms(320), ms(500)]
+        );
+        assert!(delays[7..].iter().all(|d| *d == ms(500)));
+        assert!(elapsed <= RESUME_WINDOW);
+        assert!(elapsed + ms(500) > RESUME_WINDOW, "{elapsed:?}");
+    }
 }

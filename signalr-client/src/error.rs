@@ -48,8 +48,9 @@ pub enum HubError {
     },
     /// The transport ended without an error and without a Close message.
     ConnectionClosed,
-    /// The server refused the handshake.
-    Handshake(String),
+    /// The handshake failed: refused by the server, cut short, or answered with something that
+    /// is not a handshake response.
+    Handshake(#[source] HandshakeError),
     /// The handshake did not complete within the handshake timeout.
     HandshakeTimeout,
     /// A payload could not be serialized or bound: a call's arguments, one argument of a
@@ -175,7 +176,7 @@ impl fmt::Display for HubError {
                 write!(f, "the server closed the connection: {e}")
             }
             Self::ConnectionClosed => f.write_str("the server ended the connection"),
-            Self::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Self::Handshake(_) => f.write_str("handshake failed"),
             Self::HandshakeTimeout => f.write_str("handshake timed out"),
             Self::Payload {
                 method,
@@ -218,6 +219,23 @@ impl fmt::Display for HubError {
             }
         })
     }
+}
+
+/// Why a handshake failed ([`HubError::Handshake`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The server answered with an error, in its words (for example "Requested protocol
+    /// 'messagepack' is not available.").
+    #[error("the server refused it: {0}")]
+    Refused(String),
+    /// The transport ended before the server answered.
+    #[error("the server closed the connection during the handshake")]
+    Closed,
+    /// The answer is not a handshake response (a proxy's error page, a server that does not
+    /// speak SignalR).
+    #[error("the answer is not a handshake response")]
+    Malformed(#[source] ProtocolError),
 }
 
 impl HubError {

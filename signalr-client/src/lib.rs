@@ -169,7 +169,7 @@ mod upload;
 pub use args::{Argument, IntoArguments};
 pub use builder::HubConnectionBuilder;
 pub use connection::{HubConnection, HubConnectionState, WeakHubConnection};
-pub use error::{BuildError, HubError, PayloadPart, Result};
+pub use error::{BuildError, HandshakeError, HubError, PayloadPart, Result};
 #[doc(hidden)]
 pub use handlers::BindError;
 pub use handlers::{Handler, InvokeHandler, Subscription};

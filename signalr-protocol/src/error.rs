@@ -80,6 +80,16 @@ pub enum ProtocolError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A well-formed message that the protocol does not allow where it came (for example a
+    /// stream item for a non-streaming invocation, or a stream completed with a result): the
+    /// peer broke the protocol.
+    #[error("unexpected {message_type} message: {reason}")]
+    UnexpectedMessage {
+        /// The message type, e.g. `"StreamItem"`.
+        message_type: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A handshake request or response is malformed.
     #[error("malformed handshake {what}: {reason}")]
     InvalidHandshake {

@@ -11,4 +11,5 @@ mod stateful;
 mod support;
 mod target;
 mod timing;
+mod violations;
 mod zero_loss;

@@ -20,15 +20,15 @@ fn now() -> Instant {
     Instant::now()
 }
 
-/// The server side of one connection, scripted by the test.
-struct Peer {
+/// The server side of one connection, scripted by the test (also used by `violations`).
+pub(crate) struct Peer {
     peer: MemoryPeer,
     decoder: MessageDecoder<Arc<dyn HubProtocol>>,
 }
 
 impl Peer {
     /// Accepts the next connection and reads the client's handshake request (not answered yet).
-    async fn accept(listener: &MemoryListener) -> Self {
+    pub(crate) async fn accept(listener: &MemoryListener) -> Self {
         let mut peer = listener.accept().await.expect("a connection");
         let mut buf = BytesMut::new();
         loop {
@@ -45,19 +45,19 @@ impl Peer {
         }
     }
 
-    fn answer_handshake(&self) {
+    pub(crate) fn answer_handshake(&self) {
         let mut out = BytesMut::new();
         HandshakeResponse::ok().encode(&mut out);
         assert!(self.peer.send(out.freeze()));
     }
 
-    fn send(&self, message: &HubMessage) {
+    pub(crate) fn send(&self, message: &HubMessage) {
         let mut out = BytesMut::new();
         JsonHubProtocol::new().encode(message, &mut out).unwrap();
         let _ = self.peer.send(out.freeze());
     }
 
-    async fn recv(&mut self) -> Option<HubMessage> {
+    pub(crate) async fn recv(&mut self) -> Option<HubMessage> {
         loop {
             if let Some(m) = self.decoder.next_message().unwrap() {
                 return Some(m);
@@ -68,7 +68,9 @@ impl Peer {
     }
 }
 
-async fn started(builder: HubConnectionBuilder) -> (HubConnection, MemoryListener, Peer, Instant) {
+pub(crate) async fn started(
+    builder: HubConnectionBuilder,
+) -> (HubConnection, MemoryListener, Peer, Instant) {
     let (connector, listener) = memory::connector();
     let conn = builder.with_connector(connector).build().unwrap();
     let starting = {

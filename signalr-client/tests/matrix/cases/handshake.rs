@@ -6,7 +6,7 @@ use std::{
 };
 
 use signalr_client::{
-    HubError,
+    HandshakeError, HubError,
     protocol::{HubMessage, Invocation},
 };
 
@@ -40,7 +40,11 @@ async fn a_garbage_handshake_response_fails_start_once(pair: Pair) {
     peer.raw(&b"<html><body>502 Bad Gateway</body></html>\x1e"[..])
         .await;
     let err = within(start).await.unwrap().unwrap_err();
-    assert!(matches!(err, HubError::Handshake(_)), "{}", describe(&err));
+    assert!(
+        matches!(err, HubError::Handshake(HandshakeError::Malformed(_))),
+        "{}",
+        describe(&err)
+    );
     // One failed attempt: no retry storm although automatic reconnect is on.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(script.try_accept().is_none(), "start() tried again");
@@ -61,7 +65,7 @@ async fn a_handshake_error_fails_start_with_its_text(pair: Pair) {
         .await;
     let err = within(start).await.unwrap().unwrap_err();
     match &err {
-        HubError::Handshake(text) => {
+        HubError::Handshake(HandshakeError::Refused(text)) => {
             assert_eq!(text, "Requested protocol 'messagepack' is not available.");
         }
         other => panic!("{}", describe(other)),
