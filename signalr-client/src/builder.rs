@@ -8,7 +8,7 @@ use signalr_transport::{BoxError, CookieJar, HttpClient, HttpOptions, Proxy, Tls
 
 use crate::{
     ConnectTarget, HubConnection, ReconnectAttempt,
-    connection::{Config, Opener},
+    config::{Config, Opener},
     error::BuildError,
     target::BeforeReconnect,
 };
@@ -17,47 +17,39 @@ use crate::{
 /// setters.
 #[derive(Debug)]
 pub struct HubConnectionBuilder {
-    url: String,
-    protocol: Option<Arc<dyn HubProtocol>>,
-    http: HttpOptions,
-    retry: Option<Arc<dyn RetryPolicy>>,
-    start_policy: Option<Arc<dyn RetryPolicy>>,
-    outbox_capacity: usize,
-    stateful_buffer: Option<usize>,
+    /// What the connection will be built with (the builder's settings are the connection's:
+    /// one copy of every field, reqwest-style).
+    config: Config,
     connector: Option<Arc<dyn signalr_transport::Connector>>,
-    keep_alive: KeepAliveConfig,
-    stream_buffer: usize,
-    stream_consumer_timeout: Duration,
-    before_reconnect: Option<BeforeReconnect>,
-    trace: crate::trace::Propagation,
-    log_message_content: bool,
 }
 
 impl HubConnectionBuilder {
     /// A builder for the hub at `url` (`http`, `https`, `ws` or `wss`).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
-            url: url.into(),
-            protocol: None,
-            http: HttpOptions::default(),
-            retry: None,
-            start_policy: None,
-            outbox_capacity: 1024,
-            stateful_buffer: None,
+            config: Config {
+                url: url.into(),
+                protocol: Arc::new(JsonHubProtocol::new()),
+                http: HttpOptions::default(),
+                retry: None,
+                start_policy: None,
+                outbox_capacity: 1024,
+                stateful_buffer: None,
+                keep_alive: KeepAliveConfig::default(),
+                stream_buffer: 256,
+                stream_consumer_timeout: Duration::from_secs(5),
+                before_reconnect: None,
+                trace: crate::trace::Propagation::default(),
+                log_message_content: false,
+            },
             connector: None,
-            keep_alive: KeepAliveConfig::default(),
-            stream_buffer: 256,
-            stream_consumer_timeout: Duration::from_secs(5),
-            before_reconnect: None,
-            trace: crate::trace::Propagation::default(),
-            log_message_content: false,
         }
     }
 
     /// Uses `protocol` (JSON by default).
     #[must_use]
     pub fn with_protocol(mut self, protocol: impl HubProtocol) -> Self {
-        self.protocol = Some(Arc::new(protocol));
+        self.config.protocol = Arc::new(protocol);
         self
     }
 
@@ -70,14 +62,14 @@ impl HubConnectionBuilder {
     /// Restricts the transports, tried in this order among those the server offers.
     #[must_use]
     pub fn with_transports(mut self, transports: impl IntoIterator<Item = TransportKind>) -> Self {
-        self.http = self.http.transports(transports);
+        self.config.http = self.config.http.transports(transports);
         self
     }
 
     /// Connects a WebSocket straight to the URL, without negotiate.
     #[must_use]
     pub fn with_skip_negotiation(mut self) -> Self {
-        self.http = self.http.skip_negotiation(true);
+        self.config.http = self.config.http.skip_negotiation(true);
         self
     }
 
@@ -101,7 +93,7 @@ impl HubConnectionBuilder {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<String, BoxError>> + Send + 'static,
     {
-        self.http = self.http.access_token_factory(factory);
+        self.config.http = self.config.http.access_token_factory(factory);
         self
     }
 
@@ -113,7 +105,7 @@ impl HubConnectionBuilder {
         name: signalr_transport::header::HeaderName,
         value: signalr_transport::header::HeaderValue,
     ) -> Self {
-        self.http = self.http.header(name, value);
+        self.config.http = self.config.http.header(name, value);
         self
     }
 
@@ -124,14 +116,14 @@ impl HubConnectionBuilder {
     /// instance that negotiated it.
     #[must_use]
     pub fn with_cookie_jar(mut self, jar: Arc<CookieJar>) -> Self {
-        self.http = self.http.cookies(Some(jar));
+        self.config.http = self.config.http.cookies(Some(jar));
         self
     }
 
     /// Sends and keeps no cookies.
     #[must_use]
     pub fn without_cookies(mut self) -> Self {
-        self.http = self.http.cookies(None);
+        self.config.http = self.config.http.cookies(None);
         self
     }
 
@@ -141,7 +133,7 @@ impl HubConnectionBuilder {
     /// WebSocket goes through a `CONNECT` tunnel, with TLS to the hub inside it for `wss`.
     #[must_use]
     pub fn with_proxy(mut self, proxy: Proxy) -> Self {
-        self.http = self.http.proxy(proxy);
+        self.config.http = self.config.http.proxy(proxy);
         self
     }
 
@@ -161,7 +153,7 @@ impl HubConnectionBuilder {
     /// ```
     #[must_use]
     pub fn with_tls(mut self, tls: TlsOptions) -> Self {
-        self.http = self.http.tls(tls);
+        self.config.http = self.config.http.tls(tls);
         self
     }
 
@@ -189,7 +181,7 @@ impl HubConnectionBuilder {
         mut self,
         hook: impl Fn(&mut ConnectTarget, &ReconnectAttempt<'_>) + Send + Sync + 'static,
     ) -> Self {
-        self.before_reconnect = Some(BeforeReconnect(Arc::new(hook)));
+        self.config.before_reconnect = Some(BeforeReconnect(Arc::new(hook)));
         self
     }
 
@@ -220,14 +212,14 @@ impl HubConnectionBuilder {
         mut self,
         propagator: impl opentelemetry::propagation::TextMapPropagator + Send + Sync + 'static,
     ) -> Self {
-        self.trace = crate::trace::Propagation::with(propagator);
+        self.config.trace = crate::trace::Propagation::with(propagator);
         self
     }
 
     /// Replaces the transport options (headers, TLS, timeouts, redirects, …).
     #[must_use]
     pub fn with_http_options(mut self, http: HttpOptions) -> Self {
-        self.http = http;
+        self.config.http = http;
         self
     }
 
@@ -276,7 +268,7 @@ impl HubConnectionBuilder {
     /// ```
     #[must_use]
     pub fn with_automatic_reconnect_policy(mut self, policy: impl RetryPolicy) -> Self {
-        self.retry = Some(Arc::new(policy));
+        self.config.retry = Some(Arc::new(policy));
         self
     }
 
@@ -288,7 +280,7 @@ impl HubConnectionBuilder {
     /// [`HubError::is_retryable`]: crate::HubError::is_retryable
     #[must_use]
     pub fn with_initial_start_policy(mut self, policy: impl RetryPolicy) -> Self {
-        self.start_policy = Some(Arc::new(policy));
+        self.config.start_policy = Some(Arc::new(policy));
         self
     }
 
@@ -318,7 +310,7 @@ impl HubConnectionBuilder {
     /// ```
     #[must_use]
     pub fn with_outbox_size(mut self, calls: usize) -> Self {
-        self.outbox_capacity = calls;
+        self.config.outbox_capacity = calls;
         self
     }
 
@@ -330,28 +322,28 @@ impl HubConnectionBuilder {
     /// takes over with a new connection.
     #[must_use]
     pub fn with_stateful_reconnect(mut self, buffer_bytes: usize) -> Self {
-        self.stateful_buffer = Some(buffer_bytes.max(1));
+        self.config.stateful_buffer = Some(buffer_bytes.max(1));
         self
     }
 
     /// Sends a Ping after this long without sending anything (15 s).
     #[must_use]
     pub fn with_keep_alive_interval(mut self, interval: Duration) -> Self {
-        self.keep_alive.keep_alive_interval = interval;
+        self.config.keep_alive.keep_alive_interval = interval;
         self
     }
 
     /// Declares the server gone after this long without receiving anything (30 s).
     #[must_use]
     pub fn with_server_timeout(mut self, timeout: Duration) -> Self {
-        self.keep_alive.server_timeout = timeout;
+        self.config.keep_alive.server_timeout = timeout;
         self
     }
 
     /// Gives up on a handshake after this long (15 s).
     #[must_use]
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.keep_alive.handshake_timeout = timeout;
+        self.config.keep_alive.handshake_timeout = timeout;
         self
     }
 
@@ -363,7 +355,7 @@ impl HubConnectionBuilder {
     /// [`HubError::StreamConsumerTooSlow`](crate::HubError::StreamConsumerTooSlow).
     #[must_use]
     pub fn with_stream_buffer(mut self, items: usize) -> Self {
-        self.stream_buffer = items;
+        self.config.stream_buffer = items;
         self
     }
 
@@ -372,7 +364,7 @@ impl HubConnectionBuilder {
     /// timeout (30 s by default).
     #[must_use]
     pub fn with_stream_consumer_timeout(mut self, timeout: Duration) -> Self {
-        self.stream_consumer_timeout = timeout;
+        self.config.stream_consumer_timeout = timeout;
         self
     }
 
@@ -384,52 +376,43 @@ impl HubConnectionBuilder {
     /// data, its own tokens): turn it on only where such logs may go.
     #[must_use]
     pub fn with_log_message_content(mut self, on: bool) -> Self {
-        self.log_message_content = on;
+        self.config.log_message_content = on;
         self
     }
 
     /// Checks the settings and builds the connection (not yet started).
     pub fn build(self) -> Result<HubConnection, BuildError> {
+        let Self {
+            mut config,
+            connector,
+        } = self;
         // With a connector the URL is only a label; without one it must be usable.
-        if self.connector.is_none() {
-            hub_url(&self.url).map_err(BuildError::Url)?;
+        if connector.is_none() {
+            hub_url(&config.url).map_err(BuildError::Url)?;
         }
-        self.keep_alive.validate().map_err(BuildError::KeepAlive)?;
+        config
+            .keep_alive
+            .validate()
+            .map_err(BuildError::KeepAlive)?;
         // Built once for the connection's life: every reconnect shares its connection pool,
         // TLS configuration (the OS trust store is read here, once) and cookie jar.
-        let opener = match self.connector {
+        let opener = match connector {
             Some(connector) => Opener::Connector(connector),
-            None => Opener::Http(HttpClient::new(&self.http).map_err(BuildError::Transport)?),
+            None => Opener::Http(HttpClient::new(&config.http).map_err(BuildError::Transport)?),
         };
-        if self.http.transports.is_empty() {
+        if config.http.transports.is_empty() {
             return Err(BuildError::NoTransport);
         }
-        if self.http.skip_negotiation && !self.http.transports.contains(&TransportKind::WebSockets)
+        if config.http.skip_negotiation
+            && !config.http.transports.contains(&TransportKind::WebSockets)
         {
             return Err(BuildError::SkipNegotiationNeedsWebSockets);
         }
-        let protocol = self
-            .protocol
-            .unwrap_or_else(|| Arc::new(JsonHubProtocol::new()));
-        let http = self
+        config.http = config
             .http
-            .max_message_size(protocol.max_message_size())
-            .stateful_reconnect(self.stateful_buffer.is_some());
-        Ok(HubConnection::new(Config {
-            url: self.url,
-            protocol,
-            http,
-            retry: self.retry,
-            start_policy: self.start_policy,
-            outbox_capacity: self.outbox_capacity,
-            stateful_buffer: self.stateful_buffer,
-            opener,
-            keep_alive: self.keep_alive,
-            stream_buffer: self.stream_buffer.max(1),
-            stream_consumer_timeout: self.stream_consumer_timeout,
-            before_reconnect: self.before_reconnect,
-            trace: self.trace,
-            log_message_content: self.log_message_content,
-        }))
+            .max_message_size(config.protocol.max_message_size())
+            .stateful_reconnect(config.stateful_buffer.is_some());
+        config.stream_buffer = config.stream_buffer.max(1);
+        Ok(HubConnection::new(config, opener))
     }
 }

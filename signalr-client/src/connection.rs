@@ -3,244 +3,31 @@
 use std::{
     marker::PhantomData,
     sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
     },
 };
 
 use serde::de::DeserializeOwned;
 use signalr_protocol::{Headers, HubProtocol, PayloadFormat};
-use signalr_reconnect::{KeepAliveConfig, RetryPolicy};
-use signalr_transport::{HttpOptions, header::HeaderMap};
+use signalr_transport::header::HeaderMap;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument as _;
 
 use crate::{
     args::IntoArguments,
-    driver::{self, Command, Driver},
+    command::{Command, send_size},
+    config::{Config, Opener},
+    driver::{self, Driver},
     error::PayloadPart,
     error::{HubError, Result},
-    handlers::{
-        Callbacks, ErrorHook, Handler, HandlerFn, Handlers, InvokeHandler, Subscription, erase,
-        erase_invoke,
-    },
+    handlers::{ErrorHook, Handler, HandlerFn, InvokeHandler, Subscription, erase, erase_invoke},
+    shared::{Admission, Shared, lock},
+    state::HubConnectionState,
     stream::HubStream,
-    target::{BeforeReconnect, ConnectTarget},
+    target::ConnectTarget,
     upload::Upload,
 };
-
-/// Where a connection is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum HubConnectionState {
-    /// Not connected; `start` may be called.
-    Disconnected,
-    /// `start` is negotiating, connecting or shaking hands.
-    Connecting,
-    /// Connected: calls go out.
-    Connected,
-    /// `stop` is closing the connection.
-    Disconnecting,
-    /// The connection was lost and the retry policy is trying again.
-    Reconnecting,
-}
-
-impl std::fmt::Display for HubConnectionState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Disconnected => "Disconnected",
-            Self::Connecting => "Connecting",
-            Self::Connected => "Connected",
-            Self::Disconnecting => "Disconnecting",
-            Self::Reconnecting => "Reconnecting",
-        })
-    }
-}
-
-/// What a connection was built with.
-pub(crate) struct Config {
-    pub(crate) url: String,
-    pub(crate) protocol: Arc<dyn HubProtocol>,
-    pub(crate) http: HttpOptions,
-    pub(crate) retry: Option<Arc<dyn RetryPolicy>>,
-    pub(crate) start_policy: Option<Arc<dyn RetryPolicy>>,
-    pub(crate) outbox_capacity: usize,
-    /// Stateful reconnect's replay-buffer limit in bytes, when enabled.
-    pub(crate) stateful_buffer: Option<usize>,
-    /// How connections are opened.
-    pub(crate) opener: Opener,
-    pub(crate) keep_alive: KeepAliveConfig,
-    pub(crate) stream_buffer: usize,
-    /// How long a full stream buffer may hold reading back before the stream fails.
-    pub(crate) stream_consumer_timeout: std::time::Duration,
-    /// Called before each reconnect attempt, to change where it goes.
-    pub(crate) before_reconnect: Option<BeforeReconnect>,
-    /// How trace context goes into calls' headers and comes out of the server's.
-    pub(crate) trace: crate::trace::Propagation,
-    /// Message content in the `trace` events (the JavaScript client's `logMessageContent`).
-    pub(crate) log_message_content: bool,
-}
-
-/// How a connection's attempts open their transport.
-pub(crate) enum Opener {
-    /// Negotiate and a transport over HTTP, every attempt sharing this client (its connection
-    /// pool, TLS configuration and cookie jar).
-    Http(signalr_transport::HttpClient),
-    /// The user's connector (the URL is only a label then).
-    Connector(Arc<dyn signalr_transport::Connector>),
-}
-
-type ErrorCallback = dyn Fn(Option<&HubError>) + Send + Sync;
-type IdCallback = dyn Fn(Option<&str>) + Send + Sync;
-
-/// State shared by the handles and the driver.
-pub(crate) struct Shared {
-    state: watch::Sender<HubConnectionState>,
-    /// Where the next connection attempt goes.
-    target: Mutex<ConnectTarget>,
-    connection_id: Mutex<Option<String>>,
-    pub(crate) handlers: Arc<Handlers>,
-    on_reconnecting: Callbacks<ErrorCallback>,
-    on_reconnected: Callbacks<IdCallback>,
-    on_close: Callbacks<ErrorCallback>,
-    /// Why the connection last closed for good (what `on_close` was given), set before the
-    /// state turns `Disconnected`, for [`HubConnection::closed`].
-    closed: watch::Sender<Option<Arc<HubError>>>,
-    /// The tasks running handlers, one per session; cancelled when the connection closes.
-    handler_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
-    /// The most bytes the replay buffer has held unacknowledged.
-    replay_high_water: AtomicUsize,
-    /// `stop()` was called: read past calls held back by a full replay buffer to find it.
-    pub(crate) stop_requested: tokio::sync::Notify,
-    /// The state is `Connected`: a send is done once queued (see [`HubConnection::send`]).
-    connected: AtomicBool,
-    /// Room in the replay buffer, as the driver last saw it (`usize::MAX` without stateful
-    /// reconnect): sends done once queued may take that much.
-    send_room: AtomicUsize,
-    /// Bytes of the sends done once queued that the driver has not written yet.
-    send_reserved: AtomicUsize,
-}
-
-/// How a send goes: done once queued, or waiting for its outcome.
-enum Admission {
-    /// Done once queued, with its share of the replay buffer's room when there is one.
-    Queue(Option<Reservation>),
-    /// Not connected, or no room in the replay buffer: wait until it is written.
-    Wait,
-}
-
-/// Bytes a send done once queued took from the replay buffer's room, given back when dropped
-/// (once the driver has written the send, or refused it).
-pub(crate) struct Reservation {
-    shared: Arc<Shared>,
-    bytes: usize,
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.shared
-            .send_reserved
-            .fetch_sub(self.bytes, Ordering::AcqRel);
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl Shared {
-    /// Where the next connection attempt goes.
-    pub(crate) fn target(&self) -> ConnectTarget {
-        lock(&self.target).clone()
-    }
-
-    /// Lets `hook` change where the next attempt goes.
-    pub(crate) fn update_target(&self, hook: impl FnOnce(&mut ConnectTarget)) {
-        let mut target = self.target();
-        hook(&mut target);
-        *lock(&self.target) = target;
-    }
-
-    pub(crate) fn set_state(&self, state: HubConnectionState) {
-        self.connected
-            .store(state == HubConnectionState::Connected, Ordering::Release);
-        self.state.send_replace(state);
-    }
-
-    /// Publishes the replay buffer's room (`usize::MAX` without one) for sends done once queued.
-    pub(crate) fn set_send_room(&self, room: usize) {
-        self.send_room.store(room, Ordering::Release);
-    }
-
-    /// Whether a send of about `bytes` may be done once queued: connected, and (with stateful
-    /// reconnect) the replay buffer has room for it beside the sends queued before it.
-    fn admit(self: &Arc<Self>, bytes: usize) -> Admission {
-        if !self.connected.load(Ordering::Acquire) {
-            return Admission::Wait;
-        }
-        let room = self.send_room.load(Ordering::Acquire);
-        if room == usize::MAX {
-            return Admission::Queue(None);
-        }
-        let before = self.send_reserved.fetch_add(bytes, Ordering::AcqRel);
-        let reservation = Reservation {
-            shared: Arc::clone(self),
-            bytes,
-        };
-        if before.saturating_add(bytes) <= room {
-            Admission::Queue(Some(reservation))
-        } else {
-            Admission::Wait
-        }
-    }
-
-    /// Keeps a session's handler task, to cancel it when the connection closes. A session
-    /// replaced by a reconnect keeps its task until its handlers return.
-    pub(crate) fn track_handlers(&self, task: tokio::task::AbortHandle) {
-        let mut tasks = lock(&self.handler_tasks);
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(task);
-    }
-
-    /// Cancels handlers still running: the connection is closed for good.
-    pub(crate) fn cancel_handlers(&self) {
-        for task in lock(&self.handler_tasks).drain(..) {
-            task.abort();
-        }
-    }
-
-    /// Records the replay buffer's size after a send.
-    pub(crate) fn note_replay_bytes(&self, bytes: usize) {
-        self.replay_high_water.fetch_max(bytes, Ordering::Relaxed);
-    }
-
-    pub(crate) fn set_connection_id(&self, id: Option<String>) {
-        *lock(&self.connection_id) = id;
-    }
-
-    pub(crate) fn emit_reconnecting(&self, error: &HubError) {
-        for f in self.on_reconnecting.snapshot() {
-            f(Some(error));
-        }
-    }
-
-    pub(crate) fn emit_reconnected(&self, id: Option<&str>) {
-        for f in self.on_reconnected.snapshot() {
-            f(id);
-        }
-    }
-
-    /// The connection closed for good: records why, publishes `Disconnected`, then calls the
-    /// `on_close` callbacks.
-    pub(crate) fn closed(&self, error: Option<Arc<HubError>>) {
-        self.closed.send_replace(error);
-        self.set_state(HubConnectionState::Disconnected);
-        let error = self.closed.borrow().clone();
-        for f in self.on_close.snapshot() {
-            f(error.as_deref());
-        }
-    }
-}
 
 /// Queues `command` for the driver: at once when there is room, so that calls made in one burst
 /// (futures polled together, as by `join_all`) keep the order they were first polled in, which
@@ -271,6 +58,8 @@ const COMMAND_QUEUE: usize = 8192;
 
 struct Inner {
     config: Arc<Config>,
+    /// How its attempts open their transport.
+    opener: Arc<Opener>,
     shared: Arc<Shared>,
     commands: Mutex<Option<mpsc::Sender<Box<Command>>>>,
     next_id: AtomicU64,
@@ -293,31 +82,16 @@ impl std::fmt::Debug for HubConnection {
 }
 
 impl HubConnection {
-    pub(crate) fn new(config: Config) -> Self {
-        let (state, _) = watch::channel(HubConnectionState::Disconnected);
+    pub(crate) fn new(config: Config, opener: Opener) -> Self {
         let target = ConnectTarget {
             url: config.url.clone(),
             headers: config.http.headers.clone(),
         };
-        let shared = Arc::new(Shared {
-            state,
-            target: Mutex::new(target),
-            connection_id: Mutex::new(None),
-            handlers: Arc::new(Handlers::default()),
-            on_reconnecting: Callbacks::default(),
-            on_reconnected: Callbacks::default(),
-            on_close: Callbacks::default(),
-            closed: watch::channel(None).0,
-            handler_tasks: Mutex::default(),
-            replay_high_water: AtomicUsize::new(0),
-            stop_requested: tokio::sync::Notify::new(),
-            connected: AtomicBool::new(false),
-            send_room: AtomicUsize::new(usize::MAX),
-            send_reserved: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared::new(target));
         Self {
             inner: Arc::new(Inner {
                 config: Arc::new(config),
+                opener: Arc::new(opener),
                 shared,
                 commands: Mutex::new(None),
                 next_id: AtomicU64::new(0),
@@ -345,6 +119,7 @@ impl HubConnection {
             let (started_tx, started_rx) = oneshot::channel();
             let driver = Driver::new(
                 Arc::clone(&self.inner.config),
+                Arc::clone(&self.inner.opener),
                 Arc::clone(&self.inner.shared),
                 rx,
             );
@@ -442,7 +217,7 @@ impl HubConnection {
     pub fn set_url(&self, url: impl Into<String>) -> Result<()> {
         let url = url.into();
         self.changeable("change the URL of")?;
-        if let Opener::Http(_) = self.inner.config.opener {
+        if let Opener::Http(_) = *self.inner.opener {
             signalr_transport::hub_url(&url).map_err(HubError::Transport)?;
         }
         lock(&self.inner.shared.target).url = url;
@@ -664,7 +439,7 @@ impl HubConnection {
     ) -> Result<()> {
         let (arguments, uploads) = self.encode(method, args)?;
         let target = method.to_owned();
-        let size = driver::send_size(&target, &arguments);
+        let size = send_size(&target, &arguments);
         let stream_ids = uploads.iter().map(|(id, _)| id.clone()).collect();
         let mut command = Box::new(Command::Send {
             target,

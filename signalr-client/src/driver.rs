@@ -13,9 +13,9 @@ use std::{
 use bytes::BytesMut;
 use signalr_protocol::stateful::MessageBuffer;
 use signalr_protocol::{
-    Arguments, CancelInvocation, Close, CompletionResult, HandshakeRequest, HandshakeResponse,
-    Headers, HubMessage, HubProtocol, Invocation, MessageDecoder, Payload, StreamInvocation,
-    TransferFormat, TransportKind,
+    CancelInvocation, Close, CompletionResult, HandshakeRequest, HandshakeResponse, HubMessage,
+    HubProtocol, Invocation, MessageDecoder, Payload, StreamInvocation, TransferFormat,
+    TransportKind,
 };
 use signalr_reconnect::{
     ExponentialBackoff, KeepAlive, KeepAliveEvent, Reason, Reconnect, ReconnectDecision,
@@ -29,73 +29,16 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use crate::{
-    HubConnectionState,
-    connection::{Config, Opener, Reservation, Shared},
+    command::{Command, ENVELOPE, send_size},
+    config::{Config, Opener},
     error::{HandshakeError, HubError, Result},
     handlers::{self, Dispatch},
     meter::{CloseReason, Meters},
     rt,
+    shared::Shared,
+    state::HubConnectionState,
     target::ReconnectAttempt,
 };
-
-/// Requests from handles to the driver.
-pub(crate) enum Command {
-    Invoke {
-        id: String,
-        target: String,
-        /// Its trace context (feature `opentelemetry`), else empty.
-        headers: Headers,
-        arguments: Arguments,
-        /// Ids of client-to-server streams that are arguments of this call.
-        stream_ids: Vec<String>,
-        reply: oneshot::Sender<Result<CompletionResult>>,
-    },
-    Send {
-        target: String,
-        headers: Headers,
-        arguments: Arguments,
-        /// Ids of client-to-server streams that are arguments of this call.
-        stream_ids: Vec<String>,
-        /// `None` for a send already reported done when it was queued.
-        reply: Option<oneshot::Sender<Result<()>>>,
-        /// Its share of the replay buffer's room, for a send done once queued.
-        reservation: Option<Reservation>,
-    },
-    Stream {
-        id: String,
-        target: String,
-        headers: Headers,
-        arguments: Arguments,
-        /// Ids of client-to-server streams that are arguments of this call.
-        stream_ids: Vec<String>,
-        items: mpsc::Sender<Result<Payload>>,
-    },
-    Cancel {
-        id: String,
-    },
-    /// One item of client-to-server stream `id`.
-    UploadItem {
-        id: String,
-        item: Payload,
-    },
-    /// The end of client-to-server stream `id`, with an error if it failed.
-    UploadDone {
-        id: String,
-        error: Option<String>,
-    },
-    Stop {
-        reply: oneshot::Sender<()>,
-    },
-}
-
-/// About how many bytes a message's envelope takes on the wire beside its target and payload.
-const ENVELOPE: usize = 64;
-
-/// About how many bytes a call of `target` with `arguments` takes on the wire: the size a send
-/// done once queued reserves, and [`Command::size_hint`] of every call.
-pub(crate) fn send_size(target: &str, arguments: &Arguments) -> usize {
-    ENVELOPE + target.len() + arguments.as_bytes().len()
-}
 
 /// About how many bytes `message` takes on the wire.
 fn wire_size(message: &HubMessage) -> usize {
@@ -103,26 +46,6 @@ fn wire_size(message: &HubMessage) -> usize {
         HubMessage::Invocation(m) => send_size(&m.target, &m.arguments),
         HubMessage::StreamItem(m) => ENVELOPE + m.item.as_bytes().len(),
         _ => ENVELOPE,
-    }
-}
-
-impl Command {
-    /// About how many bytes the command's message takes on the wire (its payload plus the
-    /// envelope), for the replay buffer's budget.
-    fn size_hint(&self) -> usize {
-        match self {
-            Self::Invoke {
-                target, arguments, ..
-            }
-            | Self::Send {
-                target, arguments, ..
-            }
-            | Self::Stream {
-                target, arguments, ..
-            } => send_size(target, arguments),
-            Self::UploadItem { item, .. } => ENVELOPE + item.as_bytes().len(),
-            Self::Cancel { .. } | Self::UploadDone { .. } | Self::Stop { .. } => ENVELOPE,
-        }
     }
 }
 
@@ -166,9 +89,9 @@ fn to_instant(i: std::time::Instant) -> Instant {
 }
 
 /// Negotiates, opens a transport and completes the handshake.
-async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
+async fn connect(config: &Config, opener: &Opener, shared: &Arc<Shared>) -> Result<Session> {
     let protocol = Arc::clone(&config.protocol);
-    let opened = match &config.opener {
+    let opened = match opener {
         Opener::Connector(connector) => connector.connect(protocol.transfer_format()).await,
         Opener::Http(client) => {
             let target = shared.target();
@@ -260,6 +183,7 @@ async fn connect(config: &Config, shared: &Arc<Shared>) -> Result<Session> {
 
 pub(crate) struct Driver {
     config: Arc<Config>,
+    opener: Arc<Opener>,
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Box<Command>>,
     pending: HashMap<String, Pending>,
@@ -279,12 +203,14 @@ impl Drop for Driver {
 impl Driver {
     pub(crate) fn new(
         config: Arc<Config>,
+        opener: Arc<Opener>,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Box<Command>>,
     ) -> Self {
         Self {
             meters: Meters::new(config.protocol.name()),
             config,
+            opener,
             shared,
             commands,
             pending: HashMap::new(),
@@ -720,7 +646,8 @@ impl Driver {
         // On the heap, and only while it runs: negotiate, TLS, a proxy tunnel and the upgrade
         // make a future of several KiB, which would otherwise be part of the driver task for
         // the connection's whole life.
-        let mut attempt = Box::pin(connect(&config, &shared));
+        let opener = Arc::clone(&self.opener);
+        let mut attempt = Box::pin(connect(&config, &opener, &shared));
         loop {
             tokio::select! {
                 result = &mut attempt => return result.map_err(Exit::Lost),

@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc, time::Duration};
 use signalr_protocol::ProtocolError;
 use signalr_transport::TransportError;
 
-use crate::HubConnectionState;
+use crate::state::HubConnectionState;
 
 /// Errors returned by [`HubConnection`](crate::HubConnection) operations.
 ///

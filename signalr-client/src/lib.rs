@@ -155,12 +155,16 @@
 
 mod args;
 mod builder;
+mod command;
+mod config;
 mod connection;
 mod driver;
 mod error;
 mod handlers;
 mod meter;
 mod rt;
+mod shared;
+mod state;
 mod stream;
 mod target;
 mod trace;
@@ -168,7 +172,7 @@ mod upload;
 
 pub use args::{Argument, IntoArguments};
 pub use builder::HubConnectionBuilder;
-pub use connection::{HubConnection, HubConnectionState, WeakHubConnection};
+pub use connection::{HubConnection, WeakHubConnection};
 pub use error::{BuildError, HandshakeError, HubError, PayloadPart, Result};
 #[doc(hidden)]
 pub use handlers::BindError;
@@ -176,6 +180,7 @@ pub use handlers::{Handler, InvokeHandler, Subscription};
 pub use signalr_protocol as protocol;
 pub use signalr_reconnect as reconnect;
 pub use signalr_transport as transport;
+pub use state::HubConnectionState;
 pub use stream::HubStream;
 pub use target::{ConnectTarget, ReconnectAttempt};
 pub use upload::Upload;

@@ -12,7 +12,7 @@ use signalr_protocol::Payload;
 use tokio::sync::mpsc;
 
 use crate::{
-    driver::Command,
+    command::Command,
     error::{HubError, PayloadPart, Result},
 };
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use signalr_protocol::{Payload, PayloadFormat};
 use tokio::sync::{mpsc, watch};
 
-use crate::{HubConnectionState, driver::Command};
+use crate::{command::Command, state::HubConnectionState};
 
 /// A stream passed as an argument: its items go to the server as the call runs, then its end
 /// (or its error). Build one with [`Upload::new`] or [`Upload::fallible`] and put it in any
