@@ -360,8 +360,9 @@ impl HubConnectionBuilder {
     }
 
     /// How long a stream whose buffer is full may hold the connection's reading back (5 s).
-    /// Meanwhile nothing else is read either, so keep it well below the server's client
-    /// timeout (30 s by default).
+    /// Meanwhile nothing more is read from the server (what it sends waits, in order), while
+    /// calls, pings and Acks still go out; since nothing is received either, keep it below the
+    /// [server timeout](Self::with_server_timeout) (30 s by default).
     #[must_use]
     pub fn with_stream_consumer_timeout(mut self, timeout: Duration) -> Self {
         self.config.stream_consumer_timeout = timeout;

@@ -72,6 +72,18 @@ struct Session {
     stateful: Option<(MessageBuffer, Negotiated)>,
     /// When the next Ack is due (about a second after the first unacknowledged message).
     ack_due: Option<Instant>,
+    /// A stream item waiting for room in its consumer's buffer: nothing more is read from the
+    /// server until it is taken (backpressure), while calls, pings, Acks and timeouts go on.
+    held: Option<Held>,
+}
+
+/// A stream item its consumer has no room for yet.
+struct Held {
+    item: signalr_protocol::StreamItem,
+    /// A clone of the stream's sender, to wait for room on.
+    items: mpsc::Sender<Result<Payload>>,
+    /// When the stream is given up as too slow (the stream consumer timeout).
+    deadline: Instant,
 }
 
 /// Why a connected session ended.
@@ -178,6 +190,7 @@ async fn connect(config: &Config, opener: &Opener, shared: &Arc<Shared>) -> Resu
         answers,
         stateful,
         ack_due: None,
+        held: None,
     })
 }
 
@@ -756,6 +769,7 @@ impl Driver {
             let wake = [
                 session.keep_alive.poll_timeout().map(to_instant),
                 session.ack_due,
+                session.held.as_ref().map(|h| h.deadline),
             ]
             .into_iter()
             .flatten()
@@ -767,6 +781,8 @@ impl Driver {
             }
             // A full replay buffer holds new calls back until the server acknowledges.
             let accepting = !full && self.outbox.is_empty();
+            // A stream item waiting for its consumer holds reading back, nothing else.
+            let held = session.held.as_ref().map(|h| h.items.clone());
             // Unbiased: a flood of calls must not starve receiving (and with it pings, Acks and
             // the server timeout), nor a flood of messages starve the calls.
             tokio::select! {
@@ -798,7 +814,12 @@ impl Driver {
                         }
                     }
                 }
-                chunk = session.transport.recv() => match chunk {
+                permits = async { held.as_ref()?.reserve_many(2).await.ok() }, if held.is_some() => {
+                    if let Err(e) = self.release_held(session, permits).await {
+                        return Exit::Lost(e);
+                    }
+                }
+                chunk = session.transport.recv(), if held.is_none() => match chunk {
                     Some(Ok(bytes)) => {
                         session.keep_alive.on_message_received(rt::now());
                         self.meters.received_bytes(bytes.len());
@@ -813,32 +834,41 @@ impl Driver {
                     None => return Exit::Lost(session.decoder.finish().map_or_else(HubError::Protocol, |()| HubError::ConnectionClosed)),
                 },
                 () = &mut timer, if wake.is_some() => {
-                    if session.ack_due.is_some_and(|due| due <= to_instant(rt::now())) {
-                        session.ack_due = None;
-                        if let Some(ack) = session.stateful.as_mut().and_then(|(b, _)| b.take_ack()) {
-                            debug!(sequence_id = ack.sequence_id, "sending Ack");
-                            if let Err(e) = self.write(session, &[HubMessage::Ack(ack)]).await {
-                                return Exit::Lost(e);
-                            }
-                        }
-                    }
-                    match session.keep_alive.handle_timeout(rt::now()) {
-                        Some(KeepAliveEvent::SendPing) => {
-                            if let Err(e) = self.write(session, &[HubMessage::Ping]).await {
-                                return Exit::Lost(e);
-                            }
-                        }
-                        Some(KeepAliveEvent::ServerTimedOut) => {
-                            warn!(
-                                signalr.server_timeout_ms = u64::try_from(self.config.keep_alive.server_timeout.as_millis()).unwrap_or(u64::MAX),
-                                "server timeout: nothing received from the server"
-                            );
-                            return Exit::Lost(HubError::ServerTimeout);
-                        }
-                        _ => {}
+                    if let Err(e) = self.on_timer(session).await {
+                        return Exit::Lost(e);
                     }
                 }
             }
+        }
+    }
+
+    /// The session's timer fired: a held stream item whose time is up, an Ack due, a ping due,
+    /// or the server's silence past the server timeout (`Err`: the connection is lost).
+    async fn on_timer(&mut self, session: &mut Session) -> Result<()> {
+        let now = to_instant(rt::now());
+        if session.held.as_ref().is_some_and(|h| h.deadline <= now) {
+            // The consumer took nothing for the whole stream consumer timeout.
+            self.release_held(session, None).await?;
+        }
+        if session.ack_due.is_some_and(|due| due <= now) {
+            session.ack_due = None;
+            if let Some(ack) = session.stateful.as_mut().and_then(|(b, _)| b.take_ack()) {
+                debug!(sequence_id = ack.sequence_id, "sending Ack");
+                self.write(session, &[HubMessage::Ack(ack)]).await?;
+            }
+        }
+        match session.keep_alive.handle_timeout(rt::now()) {
+            Some(KeepAliveEvent::SendPing) => self.write(session, &[HubMessage::Ping]).await,
+            Some(KeepAliveEvent::ServerTimedOut) => {
+                warn!(
+                    signalr.server_timeout_ms =
+                        u64::try_from(self.config.keep_alive.server_timeout.as_millis())
+                            .unwrap_or(u64::MAX),
+                    "server timeout: nothing received from the server"
+                );
+                Err(HubError::ServerTimeout)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -1063,12 +1093,16 @@ impl Driver {
 
     async fn drain_messages(&mut self, session: &mut Session) -> Result<()> {
         let result = loop {
+            // A held stream item keeps the rest where they are, in order.
+            if session.held.is_some() {
+                break Ok(());
+            }
             let message = match session.decoder.next_message() {
                 Ok(Some(m)) => m,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(HubError::Protocol(e)),
             };
-            // Synchronous but for a stream item, which may wait for its consumer: no future
+            // Synchronous but for a stream item, which may have to cancel its stream: no future
             // is made per message.
             match self.on_message(session, message) {
                 Ok(None) => {}
@@ -1100,28 +1134,20 @@ impl Driver {
             Some(Pending::Stream(items)) => {
                 // The last slot is kept for the stream's end (an error, the connection's
                 // loss), so that a consumer always learns why a stream stopped.
-                let delivered = if items.capacity() > 1 {
-                    items.try_send(Ok(item.item)).is_ok()
+                if items.is_closed() {
+                    return self.cancel_stream(session, item.invocation_id).await;
+                }
+                if items.capacity() > 1 {
+                    // Only a closed stream refuses, and that was checked.
+                    let _ = items.try_send(Ok(item.item));
                 } else {
-                    // Full: stop reading (backpressure) until the consumer takes an item,
-                    // for a while.
-                    let wait = self.config.stream_consumer_timeout;
-                    match tokio::time::timeout(wait, items.reserve_many(2)).await {
-                        Ok(Ok(mut permits)) => permits.next().is_some_and(|p| {
-                            p.send(Ok(item.item));
-                            true
-                        }),
-                        Ok(Err(_)) | Err(_) => false,
-                    }
-                };
-                if !delivered {
-                    // Full or dropped: cancel rather than buffer without bound.
-                    if let Some(Pending::Stream(items)) = self.pending.remove(&item.invocation_id) {
-                        let _ = items.try_send(Err(HubError::StreamConsumerTooSlow));
-                    }
-                    let cancel =
-                        HubMessage::CancelInvocation(CancelInvocation::new(item.invocation_id));
-                    self.write(session, &[cancel]).await?;
+                    // Full: hold reading back (backpressure) until the consumer takes an item,
+                    // for up to the stream consumer timeout; see `serve`.
+                    session.held = Some(Held {
+                        items: items.clone(),
+                        deadline: to_instant(rt::now()) + self.config.stream_consumer_timeout,
+                        item,
+                    });
                 }
             }
             Some(Pending::Invoke(_)) => {
@@ -1139,6 +1165,35 @@ impl Driver {
             ),
         }
         Ok(())
+    }
+
+    /// Gives up stream `id`: its consumer gets `StreamConsumerTooSlow` (or has gone), the server
+    /// a `CancelInvocation`. A full buffer is never grown without bound. Nothing to do for a
+    /// stream already cancelled (its consumer dropped it meanwhile).
+    async fn cancel_stream(&mut self, session: &mut Session, id: String) -> Result<()> {
+        let Some(Pending::Stream(items)) = self.pending.remove(&id) else {
+            return Ok(());
+        };
+        let _ = items.try_send(Err(HubError::StreamConsumerTooSlow));
+        let cancel = HubMessage::CancelInvocation(CancelInvocation::new(id));
+        self.write(session, &[cancel]).await
+    }
+
+    /// The held stream item, once its consumer has room (`permits`) or its time is up (`None`):
+    /// delivered or its stream cancelled; then reading goes on with what is already buffered.
+    async fn release_held(
+        &mut self,
+        session: &mut Session,
+        permits: Option<mpsc::PermitIterator<'_, Result<Payload>>>,
+    ) -> Result<()> {
+        let Some(held) = session.held.take() else {
+            return Ok(());
+        };
+        match permits.and_then(|mut p| p.next()) {
+            Some(permit) => permit.send(Ok(held.item.item)),
+            None => self.cancel_stream(session, held.item.invocation_id).await?,
+        }
+        self.drain_messages(session).await
     }
 
     /// Handles `message`, but for a stream item, handed back for [`Self::on_stream_item`].

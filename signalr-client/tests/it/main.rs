@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod backpressure;
 mod credentials;
 mod faults;
 mod first_hour;

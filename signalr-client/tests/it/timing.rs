@@ -16,7 +16,7 @@ use signalr_client::{
 use tokio::time::Instant;
 
 #[allow(clippy::disallowed_methods)] // the test reads the paused clock to check the instants
-fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     Instant::now()
 }
 
