@@ -74,7 +74,8 @@ struct Session {
     ack_due: Option<Instant>,
     /// A stream item waiting for room in its consumer's buffer: nothing more is read from the
     /// server until it is taken (backpressure), while calls, pings, Acks and timeouts go on.
-    held: Option<Held>,
+    /// Boxed: rare, and an idle connection should not carry its size.
+    held: Option<Box<Held>>,
 }
 
 /// A stream item its consumer has no room for yet.
@@ -1143,11 +1144,11 @@ impl Driver {
                 } else {
                     // Full: hold reading back (backpressure) until the consumer takes an item,
                     // for up to the stream consumer timeout; see `serve`.
-                    session.held = Some(Held {
+                    session.held = Some(Box::new(Held {
                         items: items.clone(),
                         deadline: to_instant(rt::now()) + self.config.stream_consumer_timeout,
                         item,
-                    });
+                    }));
                 }
             }
             Some(Pending::Invoke(_)) => {
