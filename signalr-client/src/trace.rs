@@ -10,25 +10,34 @@
 use signalr_protocol::Headers;
 use tracing::Span;
 
-/// How trace context goes into and comes out of hub message headers.
-#[derive(Clone, Default)]
+/// How trace context goes into and comes out of hub message headers: W3C trace context
+/// unless the builder was given another propagator.
+#[derive(Clone)]
 pub(crate) struct Propagation {
     #[cfg(feature = "opentelemetry")]
-    propagator:
-        Option<std::sync::Arc<dyn opentelemetry::propagation::TextMapPropagator + Send + Sync>>,
+    propagator: std::sync::Arc<dyn opentelemetry::propagation::TextMapPropagator + Send + Sync>,
+}
+
+// Derivable without the feature only.
+#[allow(clippy::derivable_impls)]
+impl Default for Propagation {
+    fn default() -> Self {
+        Self {
+            #[cfg(feature = "opentelemetry")]
+            propagator: std::sync::Arc::new(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for Propagation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        #[cfg(feature = "opentelemetry")]
-        let kind = if self.propagator.is_some() {
-            "custom"
+        f.write_str(if cfg!(feature = "opentelemetry") {
+            "trace context in headers"
         } else {
-            "W3C trace context"
-        };
-        #[cfg(not(feature = "opentelemetry"))]
-        let kind = "off";
-        f.write_str(kind)
+            "off"
+        })
     }
 }
 
@@ -39,7 +48,7 @@ impl Propagation {
         propagator: impl opentelemetry::propagation::TextMapPropagator + Send + Sync + 'static,
     ) -> Self {
         Self {
-            propagator: Some(std::sync::Arc::new(propagator)),
+            propagator: std::sync::Arc::new(propagator),
         }
     }
 
@@ -48,7 +57,7 @@ impl Propagation {
     pub(crate) fn inject(&self, span: &Span) -> Headers {
         #[cfg(feature = "opentelemetry")]
         {
-            otel::inject(self.propagator.as_deref(), span)
+            otel::inject(&*self.propagator, span)
         }
         #[cfg(not(feature = "opentelemetry"))]
         {
@@ -62,7 +71,7 @@ impl Propagation {
     pub(crate) fn set_parent(&self, span: &Span, headers: &Headers) {
         #[cfg(feature = "opentelemetry")]
         if !headers.is_empty() && !span.is_disabled() {
-            otel::set_parent(self.propagator.as_deref(), span, headers);
+            otel::set_parent(&*self.propagator, span, headers);
         }
         #[cfg(not(feature = "opentelemetry"))]
         let _ = (span, headers);
@@ -74,10 +83,9 @@ mod otel {
     use opentelemetry::Context;
     use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
     use opentelemetry::trace::TraceContextExt as _;
-    use opentelemetry_sdk::propagation::TraceContextPropagator;
     use signalr_protocol::Headers;
     use tracing::Span;
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
 
     type Propagator = dyn TextMapPropagator + Send + Sync;
 
@@ -106,36 +114,28 @@ mod otel {
         }
     }
 
-    pub(super) fn inject(propagator: Option<&Propagator>, span: &Span) -> Headers {
+    fn is_valid(cx: &Context) -> bool {
+        cx.span().span_context().is_valid()
+    }
+
+    pub(super) fn inject(propagator: &Propagator, span: &Span) -> Headers {
         let mut headers = Headers::new();
         // The call's own span when an OpenTelemetry layer records it; otherwise the context
         // the application attached through OpenTelemetry's own API, if any.
-        let mut cx = if span.is_disabled() {
-            Context::current()
-        } else {
-            span.context()
-        };
-        if !cx.span().span_context().is_valid() {
-            cx = Context::current();
-            if !cx.span().span_context().is_valid() {
-                return headers;
-            }
-        }
-        let mut injector = Inject(&mut headers);
-        match propagator {
-            Some(p) => p.inject_context(&cx, &mut injector),
-            None => TraceContextPropagator::new().inject_context(&cx, &mut injector),
+        let cx = Some(span)
+            .filter(|s| !s.is_disabled())
+            .map(OpenTelemetrySpanExt::context)
+            .filter(is_valid)
+            .unwrap_or_else(Context::current);
+        if is_valid(&cx) {
+            propagator.inject_context(&cx, &mut Inject(&mut headers));
         }
         headers
     }
 
-    pub(super) fn set_parent(propagator: Option<&Propagator>, span: &Span, headers: &Headers) {
-        let extractor = Extract(headers);
-        let cx = match propagator {
-            Some(p) => p.extract(&extractor),
-            None => TraceContextPropagator::new().extract(&extractor),
-        };
-        if cx.span().span_context().is_valid() {
+    pub(super) fn set_parent(propagator: &Propagator, span: &Span, headers: &Headers) {
+        let cx = propagator.extract(&Extract(headers));
+        if is_valid(&cx) {
             let _ = span.set_parent(cx);
         }
     }
