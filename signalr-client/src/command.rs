@@ -1,85 +1,75 @@
-//! [`Command`]: what the handles ask of the driver, and what each costs on the wire.
+//! [`Command`]: what the handles ask of the driver — the core's [`Request`] over tokio's
+//! channels, each answer sent by the core that holds it and, if a request is ever dropped
+//! unanswered (the runtime shutting down), by its [`Reply`]'s `Drop` (hyper's reply-on-drop).
 
-use signalr_protocol::{Arguments, CompletionResult, Headers, Payload};
+use signalr_protocol::{CompletionResult, Payload};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{error::Result, shared::Reservation};
+pub(crate) use crate::core::send_size;
+use crate::{
+    core::{Answer, Request, Room, Sinks, StreamSink},
+    error::{HubError, Result},
+    shared::Reservation,
+};
 
 /// Requests from handles to the driver.
-pub(crate) enum Command {
-    Invoke {
-        id: String,
-        target: String,
-        /// Its trace context (feature `opentelemetry`), else empty.
-        headers: Headers,
-        arguments: Arguments,
-        /// Ids of client-to-server streams that are arguments of this call.
-        stream_ids: Vec<String>,
-        reply: oneshot::Sender<Result<CompletionResult>>,
-    },
-    Send {
-        target: String,
-        headers: Headers,
-        arguments: Arguments,
-        /// Ids of client-to-server streams that are arguments of this call.
-        stream_ids: Vec<String>,
-        /// `None` for a send already reported done when it was queued.
-        reply: Option<oneshot::Sender<Result<()>>>,
-        /// Its share of the replay buffer's room, for a send done once queued.
-        reservation: Option<Reservation>,
-    },
-    Stream {
-        id: String,
-        target: String,
-        headers: Headers,
-        arguments: Arguments,
-        /// Ids of client-to-server streams that are arguments of this call.
-        stream_ids: Vec<String>,
-        items: mpsc::Sender<Result<Payload>>,
-    },
-    Cancel {
-        id: String,
-    },
-    /// One item of client-to-server stream `id`.
-    UploadItem {
-        id: String,
-        item: Payload,
-    },
-    /// The end of client-to-server stream `id`, with an error if it failed.
-    UploadDone {
-        id: String,
-        error: Option<String>,
-    },
-    Stop {
-        reply: oneshot::Sender<()>,
-    },
+pub(crate) type Command = Request<Channels>;
+
+/// The core's sinks over tokio's channels.
+pub(crate) struct Channels;
+
+impl Sinks for Channels {
+    type Invoke = Reply<CompletionResult>;
+    type Send = Reply<()>;
+    type Stream = mpsc::Sender<Result<Payload>>;
+    type Stop = oneshot::Sender<()>;
+    type Reservation = Reservation;
 }
 
-/// About how many bytes a message's envelope takes on the wire beside its target and payload.
-pub(crate) const ENVELOPE: usize = 64;
+/// A one-time answer that is always given: by [`Answer::answer`], or when dropped unanswered,
+/// [`HubError::Stopped`].
+pub(crate) struct Reply<T>(Option<oneshot::Sender<Result<T>>>);
 
-/// About how many bytes a call of `target` with `arguments` takes on the wire: the size a send
-/// done once queued reserves, and [`Command::size_hint`] of every call.
-pub(crate) fn send_size(target: &str, arguments: &Arguments) -> usize {
-    ENVELOPE + target.len() + arguments.as_bytes().len()
+impl<T> Reply<T> {
+    /// A reply and the receiver its answer arrives on.
+    pub(crate) fn new() -> (Self, oneshot::Receiver<Result<T>>) {
+        let (tx, rx) = oneshot::channel();
+        (Self(Some(tx)), rx)
+    }
 }
 
-impl Command {
-    /// About how many bytes the command's message takes on the wire (its payload plus the
-    /// envelope), for the replay buffer's budget.
-    pub(crate) fn size_hint(&self) -> usize {
-        match self {
-            Self::Invoke {
-                target, arguments, ..
-            }
-            | Self::Send {
-                target, arguments, ..
-            }
-            | Self::Stream {
-                target, arguments, ..
-            } => send_size(target, arguments),
-            Self::UploadItem { item, .. } => ENVELOPE + item.as_bytes().len(),
-            Self::Cancel { .. } | Self::UploadDone { .. } | Self::Stop { .. } => ENVELOPE,
+impl<T> Answer<T> for Reply<T> {
+    fn answer(mut self, result: Result<T>) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(result);
         }
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(Err(HubError::Stopped));
+        }
+    }
+}
+
+impl StreamSink for mpsc::Sender<Result<Payload>> {
+    fn room(&self) -> Room {
+        // The last slot is kept for the stream's end (an error, the connection's loss), so that
+        // a consumer always learns why a stream stopped.
+        if self.is_closed() {
+            Room::Closed
+        } else if self.capacity() > 1 {
+            Room::Free
+        } else {
+            Room::Full
+        }
+    }
+
+    fn push(&self, item: Result<Payload>) {
+        // Only a full or closed stream refuses: an item was checked for room, an end has the
+        // last slot.
+        let _ = self.try_send(item);
     }
 }

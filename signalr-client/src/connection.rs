@@ -16,9 +16,9 @@ use tracing::Instrument as _;
 
 use crate::{
     args::IntoArguments,
-    command::{Command, send_size},
+    command::{Command, Reply, send_size},
     config::{Config, Opener},
-    driver::{self, Driver},
+    driver::Driver,
     error::PayloadPart,
     error::{HubError, Result},
     handlers::{ErrorHook, Handler, HandlerFn, InvokeHandler, Subscription, erase, erase_invoke},
@@ -366,7 +366,7 @@ impl HubConnection {
         headers: Headers,
         args: impl IntoArguments,
     ) -> Result<T> {
-        let (reply, result) = oneshot::channel();
+        let (reply, result) = Reply::new();
         let (arguments, uploads) = self.encode(method, args)?;
         let command = Command::Invoke {
             id,
@@ -383,7 +383,7 @@ impl HubConnection {
         // Aborted when this future ends, answered or dropped.
         let _pumps = AbortOnDrop(self.pump(&commands, uploads));
         let result = result.await.map_err(|_| HubError::Stopped)?;
-        driver::bind(result?, self.format(), method)
+        bind(result?, self.format(), method)
     }
 
     /// Calls `method` without waiting for (or getting) a result: fire and forget. `args` as
@@ -475,7 +475,7 @@ impl HubConnection {
         }
         // Not connected, the replay buffer has no room, or uploads follow: wait for the
         // outcome.
-        let (reply, sent) = oneshot::channel();
+        let (reply, sent) = Reply::new();
         if let Command::Send { reply: r, .. } = &mut *command {
             *r = Some(reply);
         }
@@ -773,4 +773,28 @@ fn record_outcome<T>(
     span.record("signalr.outcome", outcome);
     span.record("signalr.duration_us", crate::rt::micros_since(started));
     outcome
+}
+
+/// Binds a completion of `method` to the caller's type; `()` takes any result and discards it.
+fn bind<T: serde::de::DeserializeOwned + 'static>(
+    result: signalr_protocol::CompletionResult,
+    format: signalr_protocol::PayloadFormat,
+    method: &str,
+) -> Result<T> {
+    use signalr_protocol::{CompletionResult, Payload};
+    let payload = match result {
+        CompletionResult::Error(message) => return Err(HubError::Invocation { message }),
+        CompletionResult::Value(p)
+            if std::any::TypeId::of::<T>() != std::any::TypeId::of::<()>() =>
+        {
+            p
+        }
+        // Void, or a value the caller does not want.
+        _ => Payload::null(format),
+    };
+    payload.deserialize().map_err(|source| HubError::Payload {
+        method: method.to_owned(),
+        part: crate::error::PayloadPart::Result,
+        source,
+    })
 }

@@ -416,15 +416,8 @@ impl Subscription {
     }
 }
 
-/// A server-to-client invocation waiting for its handlers.
-pub(crate) struct Dispatch {
-    pub(crate) target: String,
-    /// The call's headers: its trace context, if the server sent one.
-    pub(crate) headers: signalr_protocol::Headers,
-    pub(crate) arguments: Arguments,
-    /// Present for client results: the answer goes back as a Completion.
-    pub(crate) invocation_id: Option<String>,
-}
+/// A call from the server for the handlers.
+pub(crate) use crate::core::ServerCall as Dispatch;
 
 /// Runs handlers one invocation at a time, in arrival order, off the driver task so that slow
 /// handlers never delay pings or timeouts. Client-result answers go back on `answers`.

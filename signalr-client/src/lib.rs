@@ -158,6 +158,7 @@ mod builder;
 mod command;
 mod config;
 mod connection;
+mod core;
 mod driver;
 mod error;
 mod handlers;
