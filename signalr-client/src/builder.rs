@@ -9,6 +9,7 @@ use signalr_transport::{BoxError, CookieJar, HttpClient, HttpOptions, Proxy, Tls
 use crate::{
     ConnectTarget, HubConnection, ReconnectAttempt,
     config::{Config, Opener},
+    core::Settings,
     error::BuildError,
     target::BeforeReconnect,
 };
@@ -24,23 +25,30 @@ pub struct HubConnectionBuilder {
 }
 
 impl HubConnectionBuilder {
+    /// The core's settings, to change (the builder holds the only reference until `build`).
+    fn settings(&mut self) -> &mut Settings {
+        Arc::make_mut(&mut self.config.core)
+    }
+
     /// A builder for the hub at `url` (`http`, `https`, `ws` or `wss`).
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             config: Config {
                 url: url.into(),
-                protocol: Arc::new(JsonHubProtocol::new()),
+                core: Arc::new(Settings {
+                    protocol: Arc::new(JsonHubProtocol::new()),
+                    keep_alive: KeepAliveConfig::default(),
+                    stateful_buffer: None,
+                    outbox_capacity: 1024,
+                    stream_consumer_timeout: Duration::from_secs(5),
+                    retry: None,
+                    start_policy: None,
+                    log_message_content: false,
+                }),
                 http: HttpOptions::default(),
-                retry: None,
-                start_policy: None,
-                outbox_capacity: 1024,
-                stateful_buffer: None,
-                keep_alive: KeepAliveConfig::default(),
                 stream_buffer: 256,
-                stream_consumer_timeout: Duration::from_secs(5),
                 before_reconnect: None,
                 trace: crate::trace::Propagation::default(),
-                log_message_content: false,
             },
             connector: None,
         }
@@ -49,7 +57,7 @@ impl HubConnectionBuilder {
     /// Uses `protocol` (JSON by default).
     #[must_use]
     pub fn with_protocol(mut self, protocol: impl HubProtocol) -> Self {
-        self.config.protocol = Arc::new(protocol);
+        self.settings().protocol = Arc::new(protocol);
         self
     }
 
@@ -268,7 +276,7 @@ impl HubConnectionBuilder {
     /// ```
     #[must_use]
     pub fn with_automatic_reconnect_policy(mut self, policy: impl RetryPolicy) -> Self {
-        self.config.retry = Some(Arc::new(policy));
+        self.settings().retry = Some(Arc::new(policy));
         self
     }
 
@@ -280,7 +288,7 @@ impl HubConnectionBuilder {
     /// [`HubError::is_retryable`]: crate::HubError::is_retryable
     #[must_use]
     pub fn with_initial_start_policy(mut self, policy: impl RetryPolicy) -> Self {
-        self.config.start_policy = Some(Arc::new(policy));
+        self.settings().start_policy = Some(Arc::new(policy));
         self
     }
 
@@ -310,7 +318,7 @@ impl HubConnectionBuilder {
     /// ```
     #[must_use]
     pub fn with_outbox_size(mut self, calls: usize) -> Self {
-        self.config.outbox_capacity = calls;
+        self.settings().outbox_capacity = calls;
         self
     }
 
@@ -322,28 +330,28 @@ impl HubConnectionBuilder {
     /// takes over with a new connection.
     #[must_use]
     pub fn with_stateful_reconnect(mut self, buffer_bytes: usize) -> Self {
-        self.config.stateful_buffer = Some(buffer_bytes.max(1));
+        self.settings().stateful_buffer = Some(buffer_bytes.max(1));
         self
     }
 
     /// Sends a Ping after this long without sending anything (15 s).
     #[must_use]
     pub fn with_keep_alive_interval(mut self, interval: Duration) -> Self {
-        self.config.keep_alive.keep_alive_interval = interval;
+        self.settings().keep_alive.keep_alive_interval = interval;
         self
     }
 
     /// Declares the server gone after this long without receiving anything (30 s).
     #[must_use]
     pub fn with_server_timeout(mut self, timeout: Duration) -> Self {
-        self.config.keep_alive.server_timeout = timeout;
+        self.settings().keep_alive.server_timeout = timeout;
         self
     }
 
     /// Gives up on a handshake after this long (15 s).
     #[must_use]
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.config.keep_alive.handshake_timeout = timeout;
+        self.settings().keep_alive.handshake_timeout = timeout;
         self
     }
 
@@ -365,7 +373,7 @@ impl HubConnectionBuilder {
     /// [server timeout](Self::with_server_timeout) (30 s by default).
     #[must_use]
     pub fn with_stream_consumer_timeout(mut self, timeout: Duration) -> Self {
-        self.config.stream_consumer_timeout = timeout;
+        self.settings().stream_consumer_timeout = timeout;
         self
     }
 
@@ -377,7 +385,7 @@ impl HubConnectionBuilder {
     /// data, its own tokens): turn it on only where such logs may go.
     #[must_use]
     pub fn with_log_message_content(mut self, on: bool) -> Self {
-        self.config.log_message_content = on;
+        self.settings().log_message_content = on;
         self
     }
 
@@ -392,6 +400,7 @@ impl HubConnectionBuilder {
             hub_url(&config.url).map_err(BuildError::Url)?;
         }
         config
+            .core
             .keep_alive
             .validate()
             .map_err(BuildError::KeepAlive)?;
@@ -411,8 +420,8 @@ impl HubConnectionBuilder {
         }
         config.http = config
             .http
-            .max_message_size(config.protocol.max_message_size())
-            .stateful_reconnect(config.stateful_buffer.is_some());
+            .max_message_size(config.core.protocol.max_message_size())
+            .stateful_reconnect(config.core.stateful_buffer.is_some());
         config.stream_buffer = config.stream_buffer.max(1);
         Ok(HubConnection::new(config, opener))
     }

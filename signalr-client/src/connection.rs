@@ -128,7 +128,7 @@ impl HubConnection {
             let span = tracing::info_span!(
                 "signalr.connection",
                 rpc.system = "signalr",
-                signalr.protocol = self.inner.config.protocol.name(),
+                signalr.protocol = self.inner.config.core.protocol.name(),
                 signalr.connection_id = tracing::field::Empty,
                 signalr.transport = tracing::field::Empty,
                 signalr.stateful = tracing::field::Empty,
@@ -251,7 +251,7 @@ impl HubConnection {
     }
 
     fn format(&self) -> PayloadFormat {
-        self.inner.config.protocol.payload_format()
+        self.inner.config.core.protocol.payload_format()
     }
 
     fn sender(&self) -> Result<mpsc::Sender<Box<Command>>> {

@@ -7,6 +7,7 @@ use std::{future::Future, pin::Pin, sync::Arc, task::Poll, time::Duration};
 
 use bytes::Bytes;
 use signalr_protocol::Completion;
+use signalr_protocol::TransportKind;
 use signalr_transport::{Connection, Negotiated, Transport, TransportError};
 use tokio::{
     sync::{mpsc, oneshot},
@@ -16,7 +17,7 @@ use tokio::{
 use crate::{
     command::{Channels, Command},
     config::{Config, Opener},
-    core::{Action, Core, Event, Opened, Settings},
+    core::{Action, Core, Event, Opened},
     error::{HubError, Result},
     handlers::{self, Dispatch},
     rt,
@@ -37,20 +38,6 @@ enum Done {
 /// of the driver task for the connection's whole life.
 type Op = Pin<Box<dyn Future<Output = Done> + Send>>;
 
-/// The settings of the core, from what the connection was built with.
-fn settings(config: &Config) -> Settings {
-    Settings {
-        protocol: Arc::clone(&config.protocol),
-        keep_alive: config.keep_alive,
-        stateful_buffer: config.stateful_buffer,
-        outbox_capacity: config.outbox_capacity,
-        stream_consumer_timeout: config.stream_consumer_timeout,
-        retry: config.retry.clone(),
-        start_policy: config.start_policy.clone(),
-        log_message_content: config.log_message_content,
-    }
-}
-
 pub(crate) struct Driver {
     config: Arc<Config>,
     opener: Arc<Opener>,
@@ -59,7 +46,7 @@ pub(crate) struct Driver {
     core: Core<Channels>,
     transport: Option<Box<dyn Transport>>,
     /// The negotiated connection, to resume (stateful reconnect).
-    negotiated: Option<Negotiated>,
+    negotiated: Option<Box<Negotiated>>,
     /// Server invocations for the session's handler task, a batch per read.
     dispatch: Option<mpsc::Sender<Vec<Dispatch>>>,
     /// Client-result answers from the session's handler task (boxed: an idle connection's
@@ -83,7 +70,7 @@ impl Driver {
         commands: mpsc::Receiver<Box<Command>>,
     ) -> Self {
         Self {
-            core: Core::new(settings(&config)),
+            core: Core::new(Arc::clone(&config.core)),
             config,
             opener,
             shared,
@@ -195,11 +182,11 @@ impl Driver {
                 idle = false;
                 self.on_action(action, op).await;
             }
-            let mut batch = Vec::new();
             while let Some(event) = self.core.poll_event() {
                 idle = false;
-                self.on_event(event, &mut batch);
+                self.on_event(event);
             }
+            let batch = self.core.poll_calls();
             // What arrived in one read reaches the handlers as one batch. Waits only when 64
             // batches are queued behind slow handlers.
             if let (false, Some(dispatch)) = (batch.is_empty(), &self.dispatch) {
@@ -230,14 +217,14 @@ impl Driver {
                 )));
             }
             Action::Resume => {
-                let Some(negotiated) = self.negotiated.clone() else {
+                let Some(negotiated) = self.negotiated.as_deref().cloned() else {
                     self.core
                         .handle_resume_failed(rt::now(), &HubError::ConnectionClosed);
                     return;
                 };
                 let config = Arc::clone(&self.config);
                 *op = Some(Box::pin(async move {
-                    let format = config.protocol.transfer_format();
+                    let format = config.core.protocol.transfer_format();
                     let opened = negotiated.reconnect_websocket(format, &config.http).await;
                     Done::Resumed(opened.map(|t| Box::new(t) as Box<dyn Transport>))
                 }));
@@ -254,7 +241,7 @@ impl Driver {
         }
     }
 
-    fn on_event(&mut self, event: Event<Channels>, batch: &mut Vec<Dispatch>) {
+    fn on_event(&mut self, event: Event<Channels>) {
         match event {
             Event::Connected {
                 kind,
@@ -267,7 +254,7 @@ impl Driver {
                 let task = tokio::spawn(handlers::run(
                     Arc::clone(&self.shared.handlers),
                     self.config.trace.clone(),
-                    self.config.protocol.payload_format(),
+                    self.config.core.protocol.payload_format(),
                     incoming,
                     answer_tx,
                 ));
@@ -287,7 +274,7 @@ impl Driver {
             Event::ConnectionId(id) => self.shared.set_connection_id(id),
             Event::Started(result) => {
                 if let Some(started) = self.started.take() {
-                    let _ = started.send(result);
+                    let _ = started.send(result.map_err(|e| *e));
                 }
             }
             Event::Reconnecting(error) => self.shared.emit_reconnecting(&error),
@@ -306,7 +293,6 @@ impl Driver {
                     let _ = reply.send(());
                 }
             }
-            Event::Invocation(call) => batch.push(call),
             Event::SendRoom(room) => self.shared.set_send_room(room),
             Event::ReplayBytes(bytes) => self.shared.note_replay_bytes(bytes),
         }
@@ -322,7 +308,11 @@ impl Driver {
                     stateful: conn.stateful_reconnect(),
                 };
                 let conn = *conn;
-                self.negotiated = conn.negotiated;
+                // Kept only when the core may resume it (stateful reconnect on a WebSocket).
+                let resumable = self.config.core.stateful_buffer.is_some()
+                    && opened.stateful
+                    && opened.kind == TransportKind::WebSockets;
+                self.negotiated = conn.negotiated.filter(|_| resumable).map(Box::new);
                 self.transport = Some(conn.transport);
                 self.core.handle_transport_opened(now, opened);
             }
@@ -364,7 +354,7 @@ impl Driver {
 
 /// Negotiates and opens a transport.
 async fn connect(config: Arc<Config>, opener: Arc<Opener>, shared: Arc<Shared>) -> Done {
-    let format = config.protocol.transfer_format();
+    let format = config.core.protocol.transfer_format();
     let opened = match &*opener {
         Opener::Connector(connector) => connector.connect(format).await,
         Opener::Http(client) => {

@@ -161,6 +161,8 @@ mod connection;
 mod core;
 mod driver;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handlers;
 mod meter;
 mod rt;
