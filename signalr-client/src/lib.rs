@@ -29,7 +29,8 @@
 //!
 //! # Behaviour
 //!
-//! - One driver task per started connection owns the transport and the protocol state; handles
+//! - One driver task per started connection owns the transport and a sans-IO connection core
+//!   that holds the protocol state and makes every protocol decision; handles
 //!   are cheap clones that talk to it over channels, and dropping the last one stops it (a live
 //!   [`HubStream`] counts as one). A handler that captures a clone of its own connection would
 //!   keep it alive for ever: capture [`HubConnection::downgrade`] instead.
