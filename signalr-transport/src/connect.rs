@@ -9,9 +9,10 @@ use tracing::{debug, warn};
 
 use crate::{
     Transport,
+    auth::{TokenSource, token},
     error::{Result, TransportError},
     long_polling::LongPollingTransport,
-    negotiate::{Negotiated, TokenSource, negotiate_with, token},
+    negotiate::{Negotiated, negotiate_with},
     net::{HttpClient, Net},
     options::HttpOptions,
     redact::redact,

@@ -10,8 +10,8 @@ use reqwest::{
 };
 
 use crate::{
+    auth::bearer,
     error::{Result, TransportError},
-    negotiate::bearer,
     net::Net,
 };
 

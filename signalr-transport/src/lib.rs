@@ -91,6 +91,7 @@
 //! - `rustls` (default): TLS as above. Without it, `https`/`wss` (and `https` proxies) fail with
 //!   a clear error.
 
+mod auth;
 mod connect;
 mod cookies;
 mod endpoint;

@@ -4,27 +4,18 @@ use std::sync::Arc;
 
 use reqwest::{
     Url,
-    header::{AUTHORIZATION, HeaderMap, HeaderValue},
+    header::{AUTHORIZATION, HeaderMap},
 };
 use signalr_protocol::{NegotiateResponse, NegotiatedConnection};
 use tracing::debug;
 
 use crate::{
+    auth::{TokenSource, bearer, token},
     error::{Result, TransportError},
     net::Net,
     options::{CrossOriginRedirects, HttpOptions},
     redact::{Redacted, redact},
 };
-
-/// Where a token comes from at one point of the redirect chain.
-#[derive(Clone, Debug)]
-pub(crate) enum TokenSource {
-    None,
-    /// The user's factory, called for each request.
-    Factory,
-    /// A redirect's `accessToken`.
-    Fixed(String),
-}
 
 /// The outcome of negotiate: the connection and how to reach it.
 #[derive(Clone)]
@@ -107,26 +98,6 @@ pub(crate) fn negotiate_url(base: &Url, stateful: bool) -> Url {
         }
     }
     url
-}
-
-/// Resolves a token source to the token to send now (`None` for none, or an empty token).
-pub(crate) async fn token(source: &TokenSource, options: &HttpOptions) -> Result<Option<String>> {
-    let token = match source {
-        TokenSource::None => return Ok(None),
-        TokenSource::Fixed(t) => t.clone(),
-        TokenSource::Factory => match &options.access_token_factory {
-            Some(factory) => factory().await.map_err(TransportError::AccessToken)?,
-            None => return Ok(None),
-        },
-    };
-    Ok(Some(token).filter(|t| !t.is_empty()))
-}
-
-pub(crate) fn bearer(token: &str) -> Result<HeaderValue> {
-    let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| TransportError::AccessToken("the token is not a valid header value".into()))?;
-    value.set_sensitive(true);
-    Ok(value)
 }
 
 /// Where the redirect chain stands: the URL to negotiate with next and the credentials for it.

@@ -24,9 +24,9 @@ use tracing::debug;
 
 use crate::{
     Transport,
+    auth::bearer,
     error::{Result, TransportError},
     head::read_head,
-    negotiate::bearer,
     net::Net,
     options::HttpOptions,
     redact::{Redacted, redact},
