@@ -27,6 +27,7 @@ pub(crate) mod fake;
 mod inbound;
 mod lifecycle;
 mod outbound;
+mod outbox;
 mod request;
 #[cfg(test)]
 mod tests;
@@ -270,7 +271,7 @@ pub(crate) struct Core<S: Sinks> {
     timers: TimerTable,
     pending: HashMap<String, Pending<S>>,
     /// Calls made while reconnecting (or held back by a full replay buffer), in order.
-    outbox: VecDeque<Request<S>>,
+    outbox: outbox::Outbox<S>,
     link: Option<Box<Link>>,
     out: Out<S>,
     /// The write the shell is doing.
@@ -304,7 +305,7 @@ impl<S: Sinks> Core<S> {
             reconnect,
             timers: TimerTable::default(),
             pending: HashMap::new(),
-            outbox: VecDeque::new(),
+            outbox: outbox::Outbox::default(),
             link: None,
             out: Out::default(),
             flight: None,

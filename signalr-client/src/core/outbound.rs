@@ -139,16 +139,18 @@ impl<S: Sinks> Core<S> {
     /// is full).
     pub(super) fn hold(&mut self, request: Request<S>) {
         match request {
-            // Items in flight when the link broke follow their call through the outbox; the
-            // pumps pause while not connected, so there are at most a few.
-            Request::UploadItem { .. } | Request::UploadDone { .. } => {
-                self.outbox.push_back(request);
-            }
             Request::Cancel { id } => {
                 // A stream dropped before it was ever sent: forget it.
                 self.unqueue_stream(&id);
             }
-            request if self.outbox.len() < self.settings.outbox_capacity => {
+            // Items in flight when the link broke follow their call through the outbox (the
+            // pumps pause while not connected, so there are at most a few), and sends already
+            // reported done are never refused (see `Outbox`).
+            request
+                if self
+                    .outbox
+                    .has_room_for(&request, self.settings.outbox_capacity) =>
+            {
                 self.outbox.push_back(request);
             }
             request => {
@@ -164,10 +166,7 @@ impl<S: Sinks> Core<S> {
 
     /// Forgets stream `id` if it is still in the outbox; `true` if it was.
     pub(super) fn unqueue_stream(&mut self, id: &str) -> bool {
-        let before = self.outbox.len();
-        self.outbox
-            .retain(|r| !matches!(r, Request::Stream { id: queued, .. } if queued == id));
-        before != self.outbox.len()
+        self.outbox.remove_stream(id)
     }
 
     pub(super) fn reject(request: Request<S>, state: HubConnectionState) {
@@ -380,7 +379,7 @@ impl<S: Sinks> Core<S> {
             }
         }
         let mut unsent = 0;
-        for request in std::mem::take(&mut self.outbox) {
+        for request in self.outbox.take() {
             match request.refuse(|| failure(error)) {
                 Refused::Answered => {}
                 Refused::Unsent => unsent += 1,

@@ -563,6 +563,40 @@ fn a_reconnect_that_succeeds_reports_reconnected_and_sends_the_outbox_in_order()
 }
 
 #[test]
+fn sends_reported_done_when_queued_are_held_past_the_outbox_capacity() {
+    // Sends admitted while connected (their callers already told they are done) that reach
+    // the core after the link broke: the outbox (capacity 4) takes every one, in order. Its
+    // capacity bounds the calls made while reconnecting, whose callers still wait: four of
+    // those wait too, and the fifth is refused.
+    let mut h = H::connected(settings(), ws(false));
+    h.core
+        .handle_transport_error(h.now, HubError::ConnectionClosed);
+    h.poll();
+    for _ in 0..6 {
+        h.request(send(None));
+    }
+    let replies: Vec<_> = (0..5).map(|_| Slot::new()).collect();
+    for (i, reply) in replies.iter().enumerate() {
+        h.request(invoke(&format!("r{i}"), reply));
+    }
+    assert!(matches!(
+        replies[4].take(),
+        Some(Err(HubError::OutboxFull { capacity: 4 }))
+    ));
+    h.advance(ms(0));
+    h.open(ws(false));
+    let written: Vec<_> = h
+        .written()
+        .into_iter()
+        .filter_map(|m| match m {
+            HubMessage::Invocation(i) => Some(i.invocation_id.unwrap_or_default()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(written, ["", "", "", "", "", "", "r0", "r1", "r2", "r3"]);
+}
+
+#[test]
 fn a_close_without_allow_reconnect_ends_the_connection() {
     let mut h = H::connected(settings(), ws(false));
     h.receive(&HubMessage::Close(Close::new(Some("bye".into()), false)));
