@@ -127,6 +127,20 @@ impl Redirect {
     }
 }
 
+impl ServerConfig {
+    /// The largest WebSocket message read: at least 16 MiB, four times the largest hub
+    /// message. The hub protocol enforces `max_message_size` per message and answers with a
+    /// Close carrying the error, as .NET does; a WebSocket message may carry many messages (the
+    /// official JS client joins every send queued while it was busy into one: 10,000 sends made
+    /// at once arrive as one 1.4 MB message, and .NET streams it). tungstenite has to buffer a
+    /// whole message, so the socket layer stops only messages far beyond that.
+    pub(crate) fn socket_message_limit(&self) -> usize {
+        self.max_message_size
+            .saturating_mul(4)
+            .max(16 * 1024 * 1024)
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -152,7 +166,7 @@ impl Default for ServerConfig {
             refuse_websockets: false,
             invocations: Invocations::Sequential,
             detailed_errors: false,
-            server_name: format!("server-{}", crate::registry::random_id(8)),
+            server_name: format!("server-{}", crate::random_id(8)),
             token_lifetime: None,
             redis: None,
             hub_name: "SignalRTestServer.TestHub".into(),

@@ -21,9 +21,15 @@
 //! The binary `signalr-testserver` takes the same settings as flags (`--help`) and prints
 //! `listening on http://127.0.0.1:PORT/hub` as its first line.
 
+// Modules, leaves first (no import cycles: examples/tests/layout.rs): `error`, `wire` (the
+// channel protocol), `registry` (this instance's connections), `backplane`, `app` (the server
+// as requests and sessions see it), `hub`, `session` (one connection's server side), `script`
+// and `http`.
+mod app;
 pub mod backplane;
 mod config;
 pub mod contract;
+mod error;
 mod http;
 pub mod hub;
 pub mod proxy;
@@ -32,14 +38,21 @@ pub mod script;
 mod session;
 mod tls;
 mod trace;
+mod wire;
 
-use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    io,
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
 
 pub use config::{Invocations, Redirect, ServerConfig};
+use rand::{Rng as _, distr::Alphanumeric};
 pub use tls::{ServerTls, pki};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
-use crate::registry::Shared;
+use crate::{app::App, session::HubAcceptor};
 
 /// The one clock read of the server, through tokio so that tests can pause time.
 #[allow(clippy::disallowed_methods)]
@@ -47,12 +60,26 @@ pub(crate) fn now() -> tokio::time::Instant {
     tokio::time::Instant::now()
 }
 
+/// Locks `m`, whether or not a holder panicked (the state it guards stays consistent).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A random URL-safe id of `len` characters.
+pub(crate) fn random_id(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
 /// A running server. Dropping it stops the server.
 #[derive(Debug)]
 pub struct TestServer {
     url: String,
     local_addr: SocketAddr,
-    shared: Arc<Shared>,
+    app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -60,37 +87,37 @@ pub struct TestServer {
 /// Fault controls for a running server, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Controls {
-    shared: Arc<Shared>,
+    app: Arc<App>,
 }
 
 impl Controls {
     /// Drops every connection's transport at once, without a Close message (stateful
     /// connections may resume); returns how many.
     pub fn abort_all(&self) -> usize {
-        self.shared.abort_all()
+        self.app.abort_all()
     }
 
     /// Answers negotiate and transport requests with 503 for `duration`: a restarting server.
     pub fn refuse_for(&self, duration: Duration) {
-        self.shared.refuse_for(duration);
+        self.app.refuse_for(duration);
     }
 
     /// Stops reading from and writing to every connection for `duration`, leaving the sockets
     /// open: a pulled cable. Returns how many.
     pub fn blackhole_all(&self, duration: Duration) -> usize {
-        self.shared.blackhole_all(duration)
+        self.app.blackhole_all(duration)
     }
 
     /// Live connections.
     pub fn connection_count(&self) -> usize {
-        self.shared.connection_count()
+        self.app.registry.connection_count()
     }
 
     /// The most bytes any stateful connection's replay buffer has held unacknowledged since
     /// the server started: at most [`ServerConfig::stateful_buffer_bytes`] plus one run of
     /// messages written together (sends wait for an Ack beyond that).
     pub fn replay_buffer_high_water(&self) -> usize {
-        self.shared.replay_high_water()
+        self.app.replay_high_water()
     }
 }
 
@@ -111,19 +138,18 @@ impl TestServer {
         config: ServerConfig,
         hub: hub::Hub,
     ) -> io::Result<Self> {
-        Self::serve(addr, config, hub, None).await
+        Self::serve(addr, config, Box::new(HubAcceptor::new(hub))).await
     }
 
     /// Starts a server whose connections are scripted by the test instead of served by a hub:
     /// negotiate and the transports work as usual, and every connection is handed over through
     /// the returned [`Script`](script::Script).
     pub async fn start_scripted(config: ServerConfig) -> io::Result<(Self, script::Script)> {
-        let (tx, script) = script::Script::channel();
+        let (acceptor, script) = script::Script::channel();
         let server = Self::serve(
             SocketAddr::from(([127, 0, 0, 1], 0)),
             config,
-            contract::contract_hub(),
-            Some(tx),
+            Box::new(acceptor),
         )
         .await?;
         Ok((server, script))
@@ -132,8 +158,7 @@ impl TestServer {
     async fn serve(
         addr: SocketAddr,
         config: ServerConfig,
-        hub: hub::Hub,
-        script: Option<tokio::sync::mpsc::UnboundedSender<script::ScriptedConnection>>,
+        accept: Box<dyn app::Accept>,
     ) -> io::Result<Self> {
         let tls = config.tls.as_ref().map(tls::server_config).transpose()?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -141,24 +166,24 @@ impl TestServer {
         let local_addr = listener.local_addr()?;
         let path = config.hub_path.trim_end_matches('/').to_owned();
         let url = format!("{scheme}://{local_addr}{path}");
-        let shared = Arc::new(Shared::new(config, hub, script));
-        if let Some(redis) = &shared.config.redis {
+        let app = Arc::new(App::new(config, accept));
+        if let Some(redis) = &app.config.redis {
             let backplane = backplane::Backplane::connect(
                 redis,
-                &shared.config.hub_name,
-                &shared.config.server_name,
-                shared.config.backplane_timeout,
-                shared.config.max_message_size,
-                Arc::downgrade(&shared),
+                &app.config.hub_name,
+                &app.config.server_name,
+                app.config.backplane_timeout,
+                app.config.max_message_size,
+                Arc::downgrade(&app.registry),
             )
             .await?;
-            let _ = shared.backplane.set(backplane);
+            let _ = app.backplane.set(backplane);
         }
-        let app = http::router(Arc::clone(&shared));
+        let router = http::router(Arc::clone(&app));
         let (stop, stopped) = oneshot::channel::<()>();
         let listener = tls::Listener::new(listener, tls);
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
                 let _ = stopped.await;
             });
             if let Err(e) = serve.await {
@@ -169,7 +194,7 @@ impl TestServer {
         Ok(Self {
             url,
             local_addr,
-            shared,
+            app,
             stop: Some(stop),
             task: Some(task),
         })
@@ -188,14 +213,13 @@ impl TestServer {
     /// The fault controls.
     pub fn controls(&self) -> Controls {
         Controls {
-            shared: Arc::clone(&self.shared),
+            app: Arc::clone(&self.app),
         }
     }
 
     /// Closes every connection and stops the server.
     pub async fn shutdown(mut self) {
-        self.shared.shutdown_all();
-        self.shared.stop_timers();
+        self.app.shutdown_all();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -214,8 +238,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        self.shared.shutdown_all();
-        self.shared.stop_timers();
+        self.app.shutdown_all();
         if let Some(task) = self.task.take() {
             task.abort();
         }

@@ -22,8 +22,8 @@ use signalr_protocol::TransportKind;
 use tokio::sync::mpsc;
 
 use crate::{
-    registry::{ConnEntry, Outbound, Shared},
-    session::{Channels, Command, Control},
+    app::{Accept, App, Channels},
+    wire::{Command, ConnEntry, Control, Outbound},
 };
 
 /// Where the server hands over each new connection when it is scripted.
@@ -37,10 +37,21 @@ impl fmt::Debug for Script {
     }
 }
 
+/// Hands each new connection to the test instead of a hub session.
+#[derive(Debug)]
+pub(crate) struct ScriptAcceptor(mpsc::UnboundedSender<ScriptedConnection>);
+
+impl Accept for ScriptAcceptor {
+    fn accept(&self, connection: Channels) {
+        // Nobody accepting any more: the connection ends as it is dropped.
+        drop(self.0.send(ScriptedConnection::new(connection)));
+    }
+}
+
 impl Script {
-    pub(crate) fn channel() -> (mpsc::UnboundedSender<ScriptedConnection>, Self) {
+    pub(crate) fn channel() -> (ScriptAcceptor, Self) {
         let (tx, accepted) = mpsc::unbounded_channel();
-        (tx, Self { accepted })
+        (ScriptAcceptor(tx), Self { accepted })
     }
 
     /// The next connection a client opened (negotiated, or a WebSocket without negotiate);
@@ -59,7 +70,7 @@ impl Script {
 /// added: write whole records, or half of one); nothing is sent unless the test sends it, not
 /// even pings. Dropping it ends the connection cleanly, as [`close`](Self::close) does.
 pub struct ScriptedConnection {
-    shared: Arc<Shared>,
+    app: Arc<App>,
     entry: Arc<ConnEntry>,
     inbound: mpsc::Receiver<(u64, Bytes)>,
     outbound: mpsc::Sender<Outbound>,
@@ -80,14 +91,15 @@ impl fmt::Debug for ScriptedConnection {
 
 impl ScriptedConnection {
     /// The test's side of a new connection: the channels a hub session would have used.
-    pub(crate) fn new(channels: Channels) -> Self {
+    fn new(channels: Channels) -> Self {
+        let ends = channels.ends;
         Self {
-            shared: channels.shared,
+            app: channels.app,
             entry: channels.entry,
-            inbound: channels.inbound,
-            outbound: channels.outbound,
-            control: channels.control,
-            _commands: channels.commands,
+            inbound: ends.inbound,
+            outbound: ends.outbound,
+            control: ends.control,
+            _commands: ends.commands,
             ended: false,
         }
     }
@@ -122,7 +134,7 @@ impl ScriptedConnection {
                     Some(Control::TransportClosed(_) | Control::End) | None => break,
                     // A scripted connection cannot be resumed, and is never blackholed.
                     Some(Control::Reattach(answer, _)) => { let _ = answer.send(None); }
-                    Some(Control::Blackhole(_)) => {}
+                    Some(Control::Blackhole(_) | Control::Polling(_)) => {}
                 },
             }
         }
@@ -157,6 +169,6 @@ impl ScriptedConnection {
 
 impl Drop for ScriptedConnection {
     fn drop(&mut self) {
-        self.shared.remove(&self.entry);
+        self.app.remove(&self.entry);
     }
 }

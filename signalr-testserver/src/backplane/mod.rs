@@ -30,8 +30,9 @@ use tracing::{debug, info, warn};
 use wire::{Channels, GroupAction, GroupCommand, RedisCompletion, RedisInvocation};
 
 use crate::{
-    hub::HubError,
-    registry::{Shared, lock},
+    error::HubError,
+    lock,
+    registry::{Registry, Target},
 };
 
 /// How long to wait for Redis when connecting.
@@ -108,7 +109,7 @@ impl Backplane {
         server_name: &str,
         timeout: Duration,
         max_message_size: usize,
-        shared: Weak<Shared>,
+        registry: Weak<Registry>,
     ) -> std::io::Result<Arc<Self>> {
         let client =
             redis::Client::open(url).map_err(|e| redis_error(url, "parse the URL of", e))?;
@@ -145,7 +146,7 @@ impl Backplane {
         info!(url = %redacted(url), server = server_name, hub = hub_name, "connected to Redis");
         let task = tokio::spawn(read_loop(
             Arc::downgrade(&this),
-            shared,
+            registry,
             stream,
             url.to_owned(),
         ));
@@ -209,6 +210,43 @@ impl Backplane {
                 }
             }
         }
+    }
+
+    /// Adds a local connection to `group`, subscribing to the group's channel for its first
+    /// local member.
+    pub(crate) async fn join_group(&self, registry: &Registry, group: &str, id: &Arc<str>) {
+        if registry.join_group(group, id) {
+            self.subscribe(self.channels.group(group)).await;
+        }
+    }
+
+    /// Removes a connection from `group`, unsubscribing when no local member is left.
+    pub(crate) async fn leave_group(&self, registry: &Registry, group: &str, id: &str) {
+        if registry.leave_group(group, id) {
+            self.unsubscribe(self.channels.group(group)).await;
+        }
+    }
+
+    /// Unsubscribes what an ended connection was subscribed for: its own channel, its user's,
+    /// and the groups it leaves without a local member.
+    pub(crate) fn forget_connection(
+        self: &Arc<Self>,
+        id: &str,
+        user: Option<&str>,
+        emptied: Vec<String>,
+    ) {
+        let bp = Arc::clone(self);
+        let connection = self.channels.connection(id);
+        let user = user.map(|u| self.channels.user(u));
+        tokio::spawn(async move {
+            bp.unsubscribe(connection).await;
+            if let Some(user) = user {
+                bp.unsubscribe(user).await;
+            }
+            for group in emptied {
+                bp.unsubscribe(bp.channels.group(&group)).await;
+            }
+        });
     }
 
     /// Drops one local reason for `channel`; unsubscribes when none is left.
@@ -278,7 +316,7 @@ impl Backplane {
         let mut messages = Vec::with_capacity(PROTOCOLS.len());
         for name in PROTOCOLS {
             let format = format_of(name);
-            let arguments = Arguments::from_payloads(format, &crate::hub::convert(format, args)?)?;
+            let arguments = Arguments::from_payloads(format, &crate::wire::convert(format, args)?)?;
             let invocation = match id {
                 Some(id) => Invocation::new(id, target, arguments),
                 None => Invocation::non_blocking(target, arguments),
@@ -460,18 +498,18 @@ fn base64_trimmed(raw: &[u8; 16]) -> String {
 /// Reads the subscriptions; on a loss, logs it, reconnects with a backoff and resubscribes.
 async fn read_loop(
     backplane: Weak<Backplane>,
-    shared: Weak<Shared>,
+    registry: Weak<Registry>,
     mut stream: redis::aio::PubSubStream,
     url: String,
 ) {
     loop {
         while let Some(message) = stream.next().await {
-            let (Some(bp), Some(shared)) = (backplane.upgrade(), shared.upgrade()) else {
+            let (Some(bp), Some(registry)) = (backplane.upgrade(), registry.upgrade()) else {
                 return;
             };
             on_message(
                 &bp,
-                &shared,
+                &registry,
                 message.get_channel_name(),
                 message.get_payload_bytes(),
             );
@@ -504,21 +542,23 @@ async fn read_loop(
     }
 }
 
-fn on_message(bp: &Arc<Backplane>, shared: &Arc<Shared>, channel: &str, payload: &[u8]) {
+fn on_message(bp: &Arc<Backplane>, registry: &Arc<Registry>, channel: &str, payload: &[u8]) {
     let c = &bp.channels;
     let rest = |prefix: String| channel.strip_prefix(prefix.as_str()).map(str::to_owned);
     if channel == c.all() {
-        deliver(shared, payload, channel, Target::All);
+        deliver(registry, payload, channel, Target::All);
     } else if channel == c.group_management() {
         match GroupCommand::decode(payload) {
             Ok(command) => {
-                if shared.is_local(&command.connection_id) {
-                    let (bp, shared) = (Arc::clone(bp), Arc::clone(shared));
+                if registry.is_local(&command.connection_id) {
+                    let (bp, registry) = (Arc::clone(bp), Arc::clone(registry));
                     tokio::spawn(async move {
                         let id: Arc<str> = command.connection_id.as_str().into();
                         match command.action {
-                            GroupAction::Add => shared.join_group(&command.group, &id).await,
-                            GroupAction::Remove => shared.leave_group(&command.group, &id).await,
+                            GroupAction::Add => bp.join_group(&registry, &command.group, &id).await,
+                            GroupAction::Remove => {
+                                bp.leave_group(&registry, &command.group, &id).await;
+                            }
                         }
                         let ack = wire::encode_ack(command.id);
                         let _ = bp
@@ -552,11 +592,11 @@ fn on_message(bp: &Arc<Backplane>, shared: &Arc<Shared>, channel: &str, payload:
             Err(e) => warn!(channel, error = %e, "a client result that does not parse"),
         }
     } else if let Some(id) = rest(c.connection("")) {
-        deliver(shared, payload, channel, Target::Connection(&id));
+        deliver(registry, payload, channel, Target::Connection(&id));
     } else if let Some(group) = rest(c.group("")) {
-        deliver(shared, payload, channel, Target::Group(&group));
+        deliver(registry, payload, channel, Target::Group(&group));
     } else if let Some(user) = rest(c.user("")) {
-        deliver(shared, payload, channel, Target::User(&user));
+        deliver(registry, payload, channel, Target::User(&user));
     } else {
         debug!(channel, "a message on a channel this server does not know");
     }
@@ -572,16 +612,7 @@ fn completion_id(completion: &RedisCompletion) -> Option<String> {
     }
 }
 
-/// Who a received invocation is for.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Target<'a> {
-    All,
-    Group(&'a str),
-    Connection(&'a str),
-    User(&'a str),
-}
-
-fn deliver(shared: &Shared, payload: &[u8], channel: &str, target: Target<'_>) {
+fn deliver(registry: &Registry, payload: &[u8], channel: &str, target: Target<'_>) {
     let invocation = match RedisInvocation::decode(payload) {
         Ok(i) => i,
         Err(e) => {
@@ -615,7 +646,7 @@ fn deliver(shared: &Shared, payload: &[u8], channel: &str, target: Target<'_>) {
         Target::Connection(_) => invocation.client_result.clone(),
         _ => None,
     };
-    shared.deliver(target, excluded, &valid, ask.as_ref());
+    registry.deliver(target, excluded, &valid, ask.as_ref());
 }
 
 #[cfg(test)]

@@ -8,31 +8,31 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::registry::Shared;
+use crate::app::App;
 
 fn millis(params: &HashMap<String, String>) -> Duration {
     Duration::from_millis(params.get("ms").and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// `POST /admin/abort`: drop every connection's transport.
-pub(super) async fn abort(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    Json(json!({ "aborted": shared.abort_all() }))
+pub(super) async fn abort(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({ "aborted": app.abort_all() }))
 }
 
 /// `POST /admin/refuse?ms=N`: refuse negotiate and transport requests for N ms.
 pub(super) async fn refuse(
-    State(shared): State<Arc<Shared>>,
+    State(app): State<Arc<App>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Json<Value> {
     let d = millis(&params);
-    shared.refuse_for(d);
+    app.refuse_for(d);
     Json(json!({ "refusing_ms": d.as_millis() }))
 }
 
 /// `POST /admin/blackhole?ms=N`: blackhole every connection for N ms.
 pub(super) async fn blackhole(
-    State(shared): State<Arc<Shared>>,
+    State(app): State<Arc<App>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Json<Value> {
-    Json(json!({ "blackholed": shared.blackhole_all(millis(&params)) }))
+    Json(json!({ "blackholed": app.blackhole_all(millis(&params)) }))
 }

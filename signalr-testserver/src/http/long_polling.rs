@@ -11,36 +11,35 @@ use bytes::BytesMut;
 use signalr_protocol::TransportKind;
 
 use super::{User, lookup, offered, status};
-use crate::registry::{ConnEntry, Outbound, Shared, lock};
+use crate::{
+    app::App,
+    wire::{ConnEntry, Control, Outbound},
+};
 
-/// Marks a poll in progress for the disconnect timeout; cleared however the poll ends.
+/// Tells the session a poll is in progress (the disconnect timeout waits); it hears the end
+/// however the poll ends.
 struct Polling(Arc<ConnEntry>);
 
 impl Polling {
     fn start(entry: Arc<ConnEntry>) -> Self {
-        let mut poll = lock(&entry.poll);
-        poll.active = true;
-        poll.last_change = crate::now();
-        drop(poll);
+        let _ = entry.control.send(Control::Polling(true));
         Self(entry)
     }
 }
 
 impl Drop for Polling {
     fn drop(&mut self) {
-        let mut poll = lock(&self.0.poll);
-        poll.active = false;
-        poll.last_change = crate::now();
+        let _ = self.0.control.send(Control::Polling(false));
     }
 }
 
 pub(super) async fn poll(
-    shared: &Arc<Shared>,
+    app: &Arc<App>,
     params: &HashMap<String, String>,
     user: &User,
 ) -> Result<Response, Response> {
-    offered(shared, TransportKind::LongPolling)?;
-    let entry = lookup(shared, params, user)?;
+    offered(app, TransportKind::LongPolling)?;
+    let entry = lookup(app, params, user)?;
     if !entry.bind(TransportKind::LongPolling) {
         return Err(status(
             StatusCode::BAD_REQUEST,
@@ -55,7 +54,7 @@ pub(super) async fn poll(
     let Ok(mut outbound) = Arc::clone(&entry.outbound).try_lock_owned() else {
         return Err(status(StatusCode::CONFLICT, "another poll is in progress"));
     };
-    let Ok(first) = tokio::time::timeout(shared.config.poll_timeout, outbound.recv()).await else {
+    let Ok(first) = tokio::time::timeout(app.config.poll_timeout, outbound.recv()).await else {
         // Nothing to send within the poll timeout: an empty 200, and the client polls again.
         return Ok(StatusCode::OK.into_response());
     };
@@ -76,7 +75,7 @@ pub(super) async fn poll(
         // removes the connection once a poll has read 204), one poll says so; later polls, and
         // a DELETE, find no such connection (404), so a client that polls again learns that
         // the connection is gone instead of reading 204 until the disconnect timeout.
-        shared.forget(&entry);
+        app.registry.forget(&entry);
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     Ok((

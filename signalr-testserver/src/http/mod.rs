@@ -22,22 +22,22 @@ use signalr_protocol::{
     AvailableTransport, NegotiateResponse, NegotiatedConnection, TransferFormat, TransportKind,
 };
 
-use crate::registry::{ConnEntry, Shared};
+use crate::{app::App, wire::ConnEntry};
 
 type Params = Query<HashMap<String, String>>;
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let hub = shared.config.hub_path.trim_end_matches('/').to_owned();
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let hub = app.config.hub_path.trim_end_matches('/').to_owned();
     let mut router = Router::new()
         .route(&format!("{hub}/negotiate"), post(negotiate))
         .route(&hub, get(connect).post(send).delete(delete));
-    if shared.config.admin {
+    if app.config.admin {
         router = router
             .route("/admin/abort", post(admin::abort))
             .route("/admin/refuse", post(admin::refuse))
             .route("/admin/blackhole", post(admin::blackhole));
     }
-    router.with_state(shared)
+    router.with_state(app)
 }
 
 fn status(code: StatusCode, text: &'static str) -> Response {
@@ -49,11 +49,11 @@ type User = Option<Arc<str>>;
 
 /// The request's user when it may go on; otherwise the response that refuses it.
 fn gate(
-    shared: &Shared,
+    app: &App,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<User, Response> {
-    if shared.refusing() {
+    if app.refusing() {
         return Err(status(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is refusing connections",
@@ -65,12 +65,12 @@ fn gate(
         .and_then(|v| v.strip_prefix("Bearer "));
     let query = params.get("access_token").map(String::as_str);
     let unauthorized = || status(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-    if let Some(required) = shared.config.required_token.as_deref() {
+    if let Some(required) = app.config.required_token.as_deref() {
         if bearer != Some(required) && query != Some(required) {
             return Err(unauthorized());
         }
     }
-    let users = &shared.config.users;
+    let users = &app.config.users;
     if users.is_empty() {
         return Ok(None);
     }
@@ -89,15 +89,15 @@ fn formats(kind: TransportKind) -> Vec<TransferFormat> {
 }
 
 async fn negotiate(
-    State(shared): State<Arc<Shared>>,
+    State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
-    let user = match gate(&shared, &headers, &params) {
+    let user = match gate(&app, &headers, &params) {
         Ok(user) => user,
         Err(refused) => return refused,
     };
-    let config = &shared.config;
+    let config = &app.config;
     let body = if let Some(redirect) = &config.redirect {
         NegotiateResponse::Redirect {
             url: redirect.url.clone(),
@@ -117,7 +117,7 @@ async fn negotiate(
                     && params
                         .get("useStatefulReconnect")
                         .is_some_and(|v| v == "true");
-                let entry = shared.create_connection(true, version == 0, stateful, user);
+                let entry = app.create_connection(true, version == 0, stateful, user);
                 let mut c = NegotiatedConnection::new(
                     version,
                     entry.connection_id.to_string(),
@@ -140,14 +140,14 @@ async fn negotiate(
 /// The connection named by `id`, or the response that says why there is none; 403 when it
 /// belongs to another user than `user`.
 fn lookup(
-    shared: &Shared,
+    app: &App,
     params: &HashMap<String, String>,
     user: &User,
 ) -> Result<Arc<ConnEntry>, Response> {
     let id = params
         .get("id")
         .ok_or_else(|| status(StatusCode::BAD_REQUEST, "the connection id is missing"))?;
-    let entry = shared
+    let entry = app
         .entry(id)
         .ok_or_else(|| status(StatusCode::NOT_FOUND, "no connection with this id"))?;
     if entry.user != *user {
@@ -167,8 +167,8 @@ fn lookup(
     Ok(entry)
 }
 
-fn offered(shared: &Shared, kind: TransportKind) -> Result<(), Response> {
-    if shared.config.transports.contains(&kind) {
+fn offered(app: &App, kind: TransportKind) -> Result<(), Response> {
+    if app.config.transports.contains(&kind) {
         Ok(())
     } else {
         Err(status(
@@ -180,22 +180,18 @@ fn offered(shared: &Shared, kind: TransportKind) -> Result<(), Response> {
 
 /// The connection a request (POST, DELETE) names, when its caller may use it.
 fn requested(
-    shared: &Shared,
+    app: &App,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<Arc<ConnEntry>, Response> {
-    let user = gate(shared, headers, params)?;
-    lookup(shared, params, &user)
+    let user = gate(app, headers, params)?;
+    lookup(app, params, &user)
 }
 
 /// `GET {hub}`: a WebSocket upgrade, an SSE stream or a long poll, by the request's headers.
-async fn connect(
-    State(shared): State<Arc<Shared>>,
-    Query(params): Params,
-    request: Request,
-) -> Response {
+async fn connect(State(app): State<Arc<App>>, Query(params): Params, request: Request) -> Response {
     let headers = request.headers();
-    let user = match gate(&shared, headers, &params) {
+    let user = match gate(&app, headers, &params) {
         Ok(user) => user,
         Err(refused) => return refused,
     };
@@ -210,25 +206,25 @@ async fn connect(
     let result = if is_upgrade {
         let (mut parts, _body) = request.into_parts();
         match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(upgrade) => websocket::connect(&shared, &params, &user, upgrade),
+            Ok(upgrade) => websocket::connect(&app, &params, &user, upgrade),
             Err(rejection) => Err(rejection.into_response()),
         }
     } else if wants_sse {
-        sse::connect(&shared, &params, &user)
+        sse::connect(&app, &params, &user)
     } else {
-        long_polling::poll(&shared, &params, &user).await
+        long_polling::poll(&app, &params, &user).await
     };
     result.unwrap_or_else(|refused| refused)
 }
 
 /// `POST {hub}`: bytes from an SSE or long-polling client.
 async fn send(
-    State(shared): State<Arc<Shared>>,
+    State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(params): Params,
     body: Bytes,
 ) -> Response {
-    let entry = match requested(&shared, &headers, &params) {
+    let entry = match requested(&app, &headers, &params) {
         Ok(e) => e,
         Err(refused) => return refused,
     };
@@ -261,11 +257,11 @@ async fn send(
 
 /// `DELETE {hub}`: a long-polling client ends its connection.
 async fn delete(
-    State(shared): State<Arc<Shared>>,
+    State(app): State<Arc<App>>,
     headers: HeaderMap,
     Query(params): Params,
 ) -> Response {
-    let entry = match requested(&shared, &headers, &params) {
+    let entry = match requested(&app, &headers, &params) {
         Ok(e) => e,
         Err(refused) => return refused,
     };
@@ -275,6 +271,6 @@ async fn delete(
             "DELETE is for long-polling connections",
         );
     }
-    let _ = entry.control.send(crate::session::Control::End);
+    let _ = entry.control.send(crate::wire::Control::End);
     status(StatusCode::ACCEPTED, "")
 }

@@ -15,8 +15,8 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 
 use super::{User, lookup, offered, status};
 use crate::{
-    registry::{ConnEntry, Outbound, Shared},
-    session::Control,
+    app::App,
+    wire::{ConnEntry, Control, Outbound},
 };
 
 /// Tells the session when the client drops the event stream.
@@ -46,12 +46,12 @@ fn event(frame: &[u8]) -> Bytes {
 }
 
 pub(super) fn connect(
-    shared: &Arc<Shared>,
+    app: &Arc<App>,
     params: &HashMap<String, String>,
     user: &User,
 ) -> Result<Response, Response> {
-    offered(shared, TransportKind::ServerSentEvents)?;
-    let entry = lookup(shared, params, user)?;
+    offered(app, TransportKind::ServerSentEvents)?;
+    let entry = lookup(app, params, user)?;
     if !entry.bind(TransportKind::ServerSentEvents) {
         return Err(status(
             StatusCode::BAD_REQUEST,

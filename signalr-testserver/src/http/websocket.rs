@@ -16,8 +16,8 @@ use tracing::{Instrument as _, debug, info_span};
 
 use super::{User, lookup, offered, status};
 use crate::{
-    registry::{ConnEntry, Outbound, Shared},
-    session::Control,
+    app::App,
+    wire::{ConnEntry, Control, Outbound},
 };
 
 /// How long a resuming socket waits for the replaced one to let go of the connection.
@@ -29,20 +29,20 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const READ_BUFFER: usize = 4 * 1024;
 
 pub(super) fn connect(
-    shared: &Arc<Shared>,
+    app: &Arc<App>,
     params: &HashMap<String, String>,
     user: &User,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Response> {
-    offered(shared, TransportKind::WebSockets)?;
-    if shared.config.refuse_websockets {
+    offered(app, TransportKind::WebSockets)?;
+    if app.config.refuse_websockets {
         return Err(status(
             StatusCode::SERVICE_UNAVAILABLE,
             "WebSockets are refused (fault injection)",
         ));
     }
     let (entry, resume) = if params.contains_key("id") {
-        let entry = lookup(shared, params, user)?;
+        let entry = lookup(app, params, user)?;
         let resume = entry.transport() == Some(TransportKind::WebSockets);
         if !entry.bind(TransportKind::WebSockets) {
             return Err(status(
@@ -56,7 +56,7 @@ pub(super) fn connect(
                 "the connection already has a WebSocket",
             ));
         }
-        let config = &shared.config;
+        let config = &app.config;
         if resume && !entry.take_resume(config.resume_burst, config.resumes_per_second) {
             debug!(connection_id = %entry.connection_id, "resume refused: too many");
             return Err(status(
@@ -67,20 +67,11 @@ pub(super) fn connect(
         (entry, resume)
     } else {
         // Skip negotiation: the connection is created by the upgrade itself.
-        let entry = shared.create_connection(false, false, false, user.clone());
+        let entry = app.create_connection(false, false, false, user.clone());
         entry.bind(TransportKind::WebSockets);
         (entry, false)
     };
-    let config = &shared.config;
-    // The hub protocol enforces `max_message_size` per message and answers with a Close
-    // carrying the error, as .NET does. A WebSocket message may carry many messages: the
-    // official JS client joins every send queued while it was busy into one (10,000 sends made
-    // at once arrive as one 1.4 MB message), and .NET streams it. tungstenite has to buffer a
-    // whole message, so the socket layer stops only messages far beyond that (16 MiB).
-    let max = config
-        .max_message_size
-        .saturating_mul(4)
-        .max(16 * 1024 * 1024);
+    let max = app.config.socket_message_limit();
     let span = info_span!("websocket", id = %entry.connection_id, resume);
     Ok(upgrade
         .read_buffer_size(READ_BUFFER)
