@@ -70,8 +70,8 @@ pub(crate) enum Control {
     /// taken by the socket it replaces. A socket still attached is cut first: the client has
     /// already given up on it.
     Reattach(oneshot::Sender<Option<mpsc::Receiver<Outbound>>>, u64),
-    /// A long poll started (`true`) or ended (`false`): between polls, the disconnect timeout
-    /// runs.
+    /// A long poll started (`true`) or ended (`false`), however it ended: while none is in
+    /// progress, the disconnect timeout runs.
     Polling(bool),
     /// The client ended the connection (long-polling DELETE).
     End,

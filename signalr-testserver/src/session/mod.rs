@@ -101,7 +101,9 @@ struct Live {
 /// A long-polling client's poll cycle, as the HTTP layer reports it.
 #[derive(Clone, Copy, Debug)]
 struct Poll {
-    active: bool,
+    /// Polls in progress (a second one, refused with 409, comes and goes beside the first).
+    active: usize,
+    /// When the last poll ended (or the connection began).
     since: Instant,
 }
 
@@ -167,7 +169,7 @@ impl Session {
             pending: None,
             unprocessed: false,
             poll: Poll {
-                active: false,
+                active: 0,
                 since: now,
             },
             timers,
@@ -354,11 +356,13 @@ impl Session {
             }
             Control::TransportClosed(_) => self.on_transport_gone(),
             Control::Reattach(ready, generation) => self.reattach(ready, generation),
-            Control::Polling(active) => {
-                self.poll = Poll {
-                    active,
-                    since: crate::now(),
-                };
+            Control::Polling(started) => {
+                if started {
+                    self.poll.active += 1;
+                } else {
+                    self.poll.active = self.poll.active.saturating_sub(1);
+                    self.poll.since = crate::now();
+                }
                 if self.live().is_some() {
                     self.arm_poll();
                 }
@@ -385,7 +389,7 @@ impl Session {
 
     /// Long polling: between polls, the disconnect timeout runs.
     fn arm_poll(&mut self) {
-        if self.poll.active {
+        if self.poll.active > 0 {
             self.timers.stop(Timer::Disconnect);
         } else {
             let at = self.poll.since + self.config().disconnect_timeout;
