@@ -251,8 +251,8 @@ impl App {
         method: &str,
         args: Vec<Payload>,
     ) -> HubResult<Payload> {
-        if self.registry.is_local(connection_id) {
-            return self.registry.ask(connection_id, method, args).await;
+        if let Some(session) = self.registry.session(connection_id) {
+            return session.ask(connection_id, method, args).await;
         }
         match self.backplane.get() {
             Some(bp) => bp.ask(connection_id, method, &args).await,

@@ -28,6 +28,28 @@ pub(crate) struct SessionHandle {
     pub(crate) user: Option<Arc<str>>,
 }
 
+impl SessionHandle {
+    /// Asks this session's client for a client result (`connection_id` names it in errors).
+    pub(crate) async fn ask(
+        &self,
+        connection_id: &str,
+        method: &str,
+        args: Vec<Payload>,
+    ) -> HubResult<Payload> {
+        let disconnected = || HubError::new(format!("Connection '{connection_id}' disconnected."));
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::InvokeClient {
+                target: method.into(),
+                args,
+                reply,
+            })
+            .await
+            .map_err(|_| disconnected())?;
+        answer.await.map_err(|_| disconnected())?
+    }
+}
+
 /// Who an invocation is for.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Target<'a> {
@@ -193,28 +215,9 @@ impl Registry {
         emptied
     }
 
-    /// Asks a local connection for a client result (one that has gone meanwhile answers that
-    /// it disconnected).
-    pub(crate) async fn ask(
-        &self,
-        connection_id: &str,
-        method: &str,
-        args: Vec<Payload>,
-    ) -> HubResult<Payload> {
-        let disconnected = || HubError::new(format!("Connection '{connection_id}' disconnected."));
-        let handle = lock(&self.sessions).get(connection_id).cloned();
-        let handle = handle.ok_or_else(disconnected)?;
-        let (reply, answer) = oneshot::channel();
-        handle
-            .commands
-            .send(Command::InvokeClient {
-                target: method.into(),
-                args,
-                reply,
-            })
-            .await
-            .map_err(|_| disconnected())?;
-        answer.await.map_err(|_| disconnected())?
+    /// The session of a local connection.
+    pub(crate) fn session(&self, connection_id: &str) -> Option<SessionHandle> {
+        lock(&self.sessions).get(connection_id).cloned()
     }
 
     /// Hands an invocation that came through the backplane to the local connections it is for.
